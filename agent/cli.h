@@ -1,0 +1,28 @@
+#pragma once
+// Command line: `kvmprof-agent [run] [options]`, `check-config FILE`, `--help`, `--version`.
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kvmprof {
+
+struct CliOptions {
+  std::string command = "run";  // "run", "check-config", "help", "version"
+  std::string config_path = "/etc/kvmprof/agent.yaml";
+  bool config_given = false;
+  std::string root = "/";
+  std::string log_level = "info";
+  std::optional<std::string> listen;  // overrides the config's `listen`
+};
+
+struct CliError {
+  std::string message;
+};
+
+// Exit codes: 0 fine, 1 runtime failure, 2 bad usage or bad config.
+inline constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2;
+
+std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliError& error);
+std::string help_text();
+
+}  // namespace kvmprof

@@ -1,0 +1,75 @@
+#pragma once
+// VmState: one running domain's QEMU threads, their readers and counter groups, kept from
+// cycle to cycle so each cycle costs one read per file and one read per counter group.
+#include <sys/types.h>
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/collect/thread_cpu.h"
+#include "agent/collect/thread_reader.h"
+#include "agent/system/perf_group.h"
+#include "exporters/snapshot.h"
+
+namespace kvmprof {
+
+using ErrorCounts = std::map<std::pair<std::string, std::string>, uint64_t>;
+
+// What every VM needs during one cycle.
+struct CollectContext {
+  const HostRoot& root;
+  PerfBackend& perf;
+  const std::vector<EventAttr>& events;  // opened on every vCPU thread, one group each
+  uint64_t ns_per_tick;
+  ErrorCounts& open_errors;  // (event, errno)
+  ErrorCounts& read_errors;  // (source, errno)
+};
+
+struct VcpuThread {
+  unsigned index = 0;
+  ThreadReader reader;
+  ThreadCpu cpu;
+  PerfGroup group;
+  std::vector<double> counts;  // per event slot, scaled, never decreasing
+  GroupReading times;          // last enabled/running times
+};
+
+struct EmulatorThread {
+  ThreadReader reader;
+  ThreadCpu cpu;
+};
+
+class VmState {
+ public:
+  explicit VmState(pid_t pid) : pid_(pid) {}
+
+  // Finds new and vanished threads; false when the QEMU process itself is gone.
+  bool refresh_threads(CollectContext& ctx, unsigned expected_vcpus);
+  void read(CollectContext& ctx);
+
+  // `live[slot]`: export that event (a tracepoint that never fires on this host is not live).
+  std::vector<VcpuSample> vcpu_samples(const std::vector<EventAttr>& events,
+                                       const std::vector<bool>& live) const;
+  std::vector<ModeValue> emulator_cpu() const;
+  size_t vcpu_count() const { return vcpus_.size(); }
+  size_t fd_count() const;
+  const std::map<pid_t, VcpuThread>& vcpus() const { return vcpus_; }
+
+ private:
+  void add_thread(CollectContext& ctx, pid_t tid);
+  void add_vcpu(CollectContext& ctx, pid_t tid, unsigned index, ThreadReader reader);
+  void retire_emulator(pid_t tid);
+  void reclassify_unnamed(CollectContext& ctx);
+  void read_vcpu(CollectContext& ctx, VcpuThread& vcpu);
+
+  pid_t pid_;
+  std::map<pid_t, VcpuThread> vcpus_;
+  std::map<pid_t, EmulatorThread> emulator_;
+  // CPU time of emulator threads that have exited, so the VM's counter never goes down.
+  std::array<uint64_t, 3> retired_split_{};
+  uint64_t retired_unsplit_ = 0;
+};
+
+}  // namespace kvmprof

@@ -1,0 +1,61 @@
+#pragma once
+// Daemon: wires the real implementations together on one Boost.Asio io_context: the
+// collection timer, libvirt events and reconnects, signals, and the /metrics server.
+#include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
+#include <boost/asio.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/collect/collector.h"
+#include "agent/discovery/libvirt_hypervisor.h"
+#include "agent/system/perf_backend.h"
+#include "exporters/metrics_collectable.h"
+#include "policy/agent_config.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace kvmprof {
+
+class Daemon {
+ public:
+  Daemon(AgentConfig config, std::string root);
+  ~Daemon();
+  // Serves until SIGTERM or SIGINT. Returns the process exit code.
+  int run();
+
+ private:
+  void start_exposer();
+  void arm_cycle(std::chrono::steady_clock::duration delay);
+  void cycle();
+  void publish(Snapshot snapshot, std::chrono::steady_clock::duration took);
+  void log_source_changes(const Snapshot& snapshot);
+  void connect();
+  void lost_connection(const std::string& why);
+  void on_signal(int signo);
+
+  AgentConfig config_;
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_{io_};
+  boost::asio::steady_timer cycle_timer_{io_};
+  boost::asio::steady_timer reconnect_timer_{io_};
+  std::chrono::milliseconds backoff_{1000};
+  RealPerfBackend perf_;
+  Collector collector_;
+  SnapshotStore store_;
+  std::shared_ptr<MetricsCollectable> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<LibvirtHypervisor> libvirt_;
+  HistogramData durations_;
+  std::map<std::string, std::string> source_state_;  // source -> last logged state
+  double started_at_ = 0;
+};
+
+// ":9477" -> "0.0.0.0:9477"; civetweb needs an explicit address.
+std::string civetweb_listen(const std::string& listen);
+
+}  // namespace kvmprof

@@ -1,0 +1,43 @@
+#pragma once
+// Hypervisor: the narrow interface over libvirt that discovery needs.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/system/result.h"
+
+namespace kvmprof {
+
+struct DomainRecord {
+  std::string name;
+  std::string uuid;
+  int id = -1;                 // libvirt domain id; a new one each time the domain starts
+  unsigned vcpus_current = 0;  // online vCPUs, from libvirt's "vcpu.current"
+  // vCPU index -> exit reason -> count, from KVM's binary stats as libvirt reports them
+  // ("vcpu.N.exits.sum" is reason "all", "vcpu.N.halt_exits.sum" is "halt", ...).
+  std::map<unsigned, std::map<std::string, uint64_t>> exits;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual Result<bool> connect() = 0;
+  virtual bool connected() const = 0;
+  virtual void disconnect() = 0;
+  // Running (and paused) domains with their vCPU statistics, in one round trip.
+  virtual Result<std::vector<DomainRecord>> running_domains() = 0;
+};
+
+// Called on libvirt's event thread; implementations must only hand work to their own loop.
+struct HypervisorEvents {
+  std::function<void(const std::string& what)> domain_changed;
+  std::function<void(const std::string& why)> connection_lost;
+};
+
+// Parses a bulk-stats parameter name such as "vcpu.3.halt_exits.sum" into (3, "halt"),
+// "vcpu.0.exits.sum" into (0, "all"). False for every other name.
+bool parse_exit_param(const std::string& name, unsigned& vcpu, std::string& reason);
+
+}  // namespace kvmprof

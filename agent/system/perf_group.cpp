@@ -1,0 +1,84 @@
+#include "agent/system/perf_group.h"
+
+#include <cstring>
+
+namespace kvmprof {
+namespace {
+
+constexpr uint64_t kReadFormat = PERF_FORMAT_GROUP | PERF_FORMAT_ID |
+                                 PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
+
+}  // namespace
+
+PerfGroup PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
+                          OpenErrors& errors) {
+  PerfGroup group(events.size());
+  for (size_t slot = 0; slot < events.size(); ++slot) {
+    perf_event_attr attr = events[slot].attr;
+    attr.read_format = kReadFormat;
+    int leader = group.valid() ? group.fds_.front().get() : -1;
+    auto fd = open_negotiated(backend, attr, tid, leader);
+    if (!fd.ok()) {
+      ++errors[{events[slot].name, errno_name(fd.error().err)}];
+      if (fd.error().err == ESRCH) return group;  // the thread is gone: no point going on
+      continue;
+    }
+    auto id = backend.event_id(*fd);
+    if (!id.ok()) {
+      ++errors[{events[slot].name, errno_name(id.error().err)}];
+      continue;
+    }
+    group.slot_by_id_[*id] = slot;
+    group.fds_.push_back(std::move(*fd));
+  }
+  return group;
+}
+
+bool PerfGroup::has(size_t slot) const {
+  for (const auto& [id, s] : slot_by_id_) {
+    if (s == slot) return true;
+  }
+  return false;
+}
+
+Result<GroupReading> PerfGroup::read(PerfBackend& backend) const {
+  std::vector<std::byte> buf((3 + 2 * fds_.size()) * sizeof(uint64_t));
+  auto n = backend.read(fds_.front(), buf);
+  if (!n.ok()) return n.error();
+  return decode_group_read(std::span(buf.data(), *n), slots_, slot_by_id_);
+}
+
+Result<GroupReading> decode_group_read(std::span<const std::byte> bytes, size_t slots,
+                                       const std::map<uint64_t, size_t>& slot_by_id) {
+  auto word = [&](size_t i) {
+    uint64_t v = 0;
+    std::memcpy(&v, bytes.data() + i * sizeof(uint64_t), sizeof(v));
+    return v;
+  };
+  size_t words = bytes.size() / sizeof(uint64_t);
+  if (words < 3) return Error{0, "perf group read: short buffer"};
+  uint64_t nr = word(0);
+  if (nr > (words - 3) / 2) return Error{0, "perf group read: count exceeds buffer"};
+  GroupReading reading{word(1), word(2), std::vector<std::optional<uint64_t>>(slots)};
+  for (uint64_t i = 0; i < nr; ++i) {
+    auto slot = slot_by_id.find(word(3 + 2 * i + 1));
+    if (slot == slot_by_id.end() || slot->second >= slots) {
+      return Error{0, "perf group read: unknown event id"};
+    }
+    reading.raw[slot->second] = word(3 + 2 * i);
+  }
+  return reading;
+}
+
+std::optional<double> scaled(uint64_t raw, uint64_t enabled_ns, uint64_t running_ns) {
+  if (running_ns == 0) return std::nullopt;
+  if (running_ns >= enabled_ns) return static_cast<double>(raw);
+  return static_cast<double>(raw) * static_cast<double>(enabled_ns) / static_cast<double>(running_ns);
+}
+
+std::string errno_name(int err) {
+  const char* name = strerrorname_np(err);
+  return name ? name : std::to_string(err);
+}
+
+}  // namespace kvmprof

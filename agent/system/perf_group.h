@@ -1,0 +1,62 @@
+#pragma once
+// PerfGroup: one perf counter group on one thread, read with a single read() per interval
+// (PERF_FORMAT_GROUP | ID | TOTAL_TIME_ENABLED | TOTAL_TIME_RUNNING).
+#include <linux/perf_event.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/system/perf_backend.h"
+
+namespace kvmprof {
+
+struct GroupReading {
+  uint64_t enabled_ns = 0;
+  uint64_t running_ns = 0;
+  std::vector<std::optional<uint64_t>> raw;  // by event slot; nullopt where not opened
+};
+
+// Failed opens by (event, errno name), exported as kvmprof_perf_open_errors_total.
+using OpenErrors = std::map<std::pair<std::string, std::string>, uint64_t>;
+
+struct EventAttr {
+  std::string name;  // label value, e.g. "task-clock"
+  perf_event_attr attr{};
+};
+
+class PerfGroup {
+ public:
+  // Opens every event it can on `tid`; the first that opens leads. Failures are counted in
+  // `errors`; a group where nothing opened is empty (valid() false).
+  static PerfGroup open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
+                        OpenErrors& errors);
+
+  bool valid() const { return !fds_.empty(); }
+  size_t fd_count() const { return fds_.size(); }
+  bool has(size_t slot) const;
+  Result<GroupReading> read(PerfBackend& backend) const;
+
+ private:
+  PerfGroup(size_t slots) : slots_(slots) {}
+  size_t slots_;
+  std::vector<Fd> fds_;
+  std::map<uint64_t, size_t> slot_by_id_;  // kernel event id -> event slot
+};
+
+// Decodes a PERF_FORMAT_GROUP|ID|TOTAL_TIME_* buffer; bytes come from the kernel, so every
+// length and count is checked.
+Result<GroupReading> decode_group_read(std::span<const std::byte> bytes, size_t slots,
+                                       const std::map<uint64_t, size_t>& slot_by_id);
+
+// Scales a raw count for multiplexing: raw * enabled / running. nullopt when the counter
+// never ran (an unknown value, not zero).
+std::optional<double> scaled(uint64_t raw, uint64_t enabled_ns, uint64_t running_ns);
+
+std::string errno_name(int err);
+
+}  // namespace kvmprof

@@ -1,0 +1,87 @@
+#pragma once
+// Snapshot: everything one collection cycle measured, immutable once published. The
+// exporters read only this; they never touch libvirt or the kernel.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kvmprof {
+
+struct ModeValue {
+  std::string mode;  // "guest", "host_kernel", "host_user" or "all"
+  double seconds = 0;
+};
+
+struct EventValue {
+  std::string event;  // "task-clock", "kvm:kvm_pio"
+  std::string mode;   // what was counted: "all" (no exclude bits)
+  double value = 0;   // scaled for multiplexing
+  double enabled_seconds = 0;
+  double running_seconds = 0;
+};
+
+struct VcpuSample {
+  unsigned index = 0;
+  std::vector<ModeValue> cpu;  // either the split modes or "all", never both
+  double wait_seconds = 0;
+  std::map<std::string, uint64_t> exits;  // reason -> count; empty if no live source
+  std::vector<EventValue> events;
+};
+
+struct VmSample {
+  std::string name;
+  std::string uuid;
+  bool mapped = false;  // every vCPU thread found
+  std::vector<VcpuSample> vcpus;
+  std::vector<ModeValue> emulator_cpu;
+};
+
+struct SourceStatus {
+  std::string source;  // e.g. "proc_schedstat", "libvirt_vcpu_exits", "perf:kvm:kvm_exit"
+  bool up = false;
+  std::string reason;  // why not, in words an operator can act on
+};
+
+struct HistogramData {
+  std::vector<double> bounds;    // upper bounds, seconds
+  std::vector<uint64_t> counts;  // cumulative counts per bound
+  uint64_t count = 0;
+  double sum = 0;
+};
+
+struct Snapshot {
+  double timestamp_seconds = 0;  // end of the cycle, Unix time
+  bool libvirt_up = false;
+  std::vector<VmSample> vms;
+  std::vector<SourceStatus> sources;
+  std::map<std::pair<std::string, std::string>, uint64_t> perf_open_errors;  // (event, errno)
+  std::map<std::pair<std::string, std::string>, uint64_t> read_errors;       // (source, errno)
+  std::map<std::string, uint64_t> discovery_errors;                          // reason
+  HistogramData collection_duration;
+  bool config_reload_ok = true;
+  double config_reload_success_timestamp = 0;
+};
+
+// Hands the last complete snapshot from the collector to scrapes without blocking either
+// for longer than a pointer copy.
+class SnapshotStore {
+ public:
+  void publish(std::shared_ptr<const Snapshot> snapshot) {
+    std::lock_guard lock(mu_);
+    current_ = std::move(snapshot);
+  }
+  std::shared_ptr<const Snapshot> latest() const {
+    std::lock_guard lock(mu_);
+    return current_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Snapshot> current_;
+};
+
+}  // namespace kvmprof
