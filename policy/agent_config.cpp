@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <set>
@@ -112,6 +113,11 @@ AgentConfig load(const YAML::Node& root) {
   return config;
 }
 
+// yaml-cpp marks are 0-based, and -1 for nodes without a position (an empty document).
+ConfigError error_at(const std::string& file, const YAML::Mark& mark, std::string message) {
+  return ConfigError{file, std::max(mark.line, 0) + 1, std::max(mark.column, 0) + 1, std::move(message)};
+}
+
 }  // namespace
 
 std::string ConfigError::format() const {
@@ -122,9 +128,9 @@ ConfigResult parse_agent_config(std::string_view text, const std::string& file) 
   try {
     return load(YAML::Load(std::string(text)));
   } catch (const Invalid& e) {
-    return ConfigError{file, e.mark.line + 1, e.mark.column + 1, e.message};
+    return error_at(file, e.mark, e.message);
   } catch (const YAML::Exception& e) {
-    return ConfigError{file, e.mark.line + 1, e.mark.column + 1, e.msg};
+    return error_at(file, e.mark, e.msg);
   }
 }
 

@@ -1,0 +1,87 @@
+#include "policy/agent_config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace kvmprof;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const fs::path kSource = KVMPROF_SOURCE_DIR;
+
+}  // namespace
+
+TEST(AgentConfig, DefaultsMatchTheDesign) {
+  auto config = std::get<AgentConfig>(parse_agent_config("version: 1\n", "a.yaml"));
+  EXPECT_EQ(config.listen, ":9477");
+  EXPECT_EQ(config.metrics_path, "/metrics");
+  EXPECT_EQ(config.libvirt_uri, "qemu:///system");
+  EXPECT_EQ(config.interval, std::chrono::seconds(5));
+  ASSERT_EQ(config.events.size(), 6u);
+  EXPECT_EQ(config.events[0].text, "task-clock");
+  EXPECT_EQ(config.events[4].text, "kvm:kvm_exit");
+}
+
+TEST(AgentConfig, ReadsEveryKey) {
+  auto config = std::get<AgentConfig>(parse_agent_config(
+      "version: 1\nlisten: 127.0.0.1:0\nmetrics_path: /m\ninterval: 250ms\n"
+      "libvirt: {uri: 'qemu:///session', reconnect_max_backoff: 2m}\nevents: [cs, 'kvm:kvm_pio']\n",
+      "a.yaml"));
+  EXPECT_EQ(config.listen, "127.0.0.1:0");
+  EXPECT_EQ(config.metrics_path, "/m");
+  EXPECT_EQ(config.interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(config.libvirt_uri, "qemu:///session");
+  EXPECT_EQ(config.reconnect_max_backoff, std::chrono::minutes(2));
+  ASSERT_EQ(config.events.size(), 2u);
+  EXPECT_EQ(config.events[0].text, "context-switches");
+}
+
+TEST(AgentConfig, EveryShippedConfigLoads) {
+  size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(kSource / "config")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++files;
+    auto result = parse_agent_config(slurp(entry.path()), entry.path().string());
+    const auto* error = std::get_if<ConfigError>(&result);
+    EXPECT_EQ(error, nullptr) << (error ? error->format() : "");
+  }
+  EXPECT_GE(files, 1u);
+}
+
+// Each tests/fixtures/configs/bad/NAME.yaml has NAME.expected: the one error line, without
+// the file name.
+TEST(AgentConfig, EachBrokenConfigGivesItsFileLineColumnError) {
+  size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(kSource / "tests/fixtures/configs/bad")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++files;
+    auto expected = slurp(fs::path(entry.path()).replace_extension(".expected"));
+    expected.erase(expected.find_last_not_of('\n') + 1);
+    auto result = parse_agent_config(slurp(entry.path()), "bad.yaml");
+    const auto* error = std::get_if<ConfigError>(&result);
+    ASSERT_NE(error, nullptr) << entry.path() << " was accepted";
+    EXPECT_EQ(error->format(), "bad.yaml:" + expected) << entry.path();
+  }
+  EXPECT_GE(files, 15u);
+}
+
+TEST(AgentConfig, ParsesDurations) {
+  EXPECT_EQ(parse_duration("5s"), std::chrono::seconds(5));
+  EXPECT_EQ(parse_duration("100ms"), std::chrono::milliseconds(100));
+  EXPECT_EQ(parse_duration("2m"), std::chrono::minutes(2));
+  EXPECT_EQ(parse_duration("1h"), std::chrono::hours(1));
+  for (const char* bad : {"", "5", "s", "-5s", "5 s", "5sec", "99999999999999999999s"}) {
+    EXPECT_EQ(parse_duration(bad).count(), 0) << bad;
+  }
+}
