@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package kvmprof needs to build, test and run its demo. Idempotent:
+# does nothing when all are present. Run as root.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config libvirt-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev
+  libgtest-dev libpfm4-dev
+  # run: libvirtd + QEMU, perf as a cross-check, tiny boot images need GNU as/ld (binutils)
+  libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils binutils linux-perf
+  # tests and benchmarks
+  python3 curl prometheus prometheus-libvirt-exporter strace procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Keep Debian's service starters quiet where no init system runs (containers, CI).
+apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "install-deps: done"

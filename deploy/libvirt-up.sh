@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Makes sure virtlogd and libvirtd run and tracefs is mounted. Uses systemd when it is the
+# init system, otherwise starts the daemons directly (containers, CI machines).
+set -euo pipefail
+
+if [ "$(ps -o comm= -p 1)" = systemd ]; then
+  systemctl start virtlogd.socket libvirtd.socket libvirtd.service
+else
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  pgrep -x libvirtd >/dev/null || libvirtd -d
+fi
+for _ in $(seq 50); do
+  virsh -c qemu:///system version >/dev/null 2>&1 && break
+  sleep 0.2
+done
+virsh -c qemu:///system version >/dev/null
+# kvm tracepoints need tracefs; the agent reports them unavailable without it.
+if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
+  mount -t tracefs nodev /sys/kernel/tracing || echo "libvirt-up: could not mount tracefs" >&2
+fi
+echo "libvirt-up: libvirtd is running"

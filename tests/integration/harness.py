@@ -1,0 +1,252 @@
+"""Helpers for tests that run the real agent against real libvirtd, QEMU and Prometheus."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEPLOY = os.path.join(TOP, "deploy")
+VIRSH = ["virsh", "-q", "-c", "qemu:///system"]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, predicate, timeout=30.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- Prometheus text format -------------------------------------------------------------
+
+_UNESCAPE = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def _parse_labels(text, i):
+    labels = {}
+    while text[i] != "}":
+        eq = text.index("=", i)
+        key = text[i:eq].strip(" ,")
+        i = eq + 2  # skip ="
+        value = []
+        while text[i] != '"':
+            if text[i] == "\\":
+                value.append(_UNESCAPE[text[i + 1]])
+                i += 2
+            else:
+                value.append(text[i])
+                i += 1
+        labels[key] = "".join(value)
+        i += 1
+        if text[i] == ",":
+            i += 1
+    return labels, i + 1
+
+
+def parse_metrics(text):
+    """Returns [(name, labels dict, value)] for every sample line."""
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line)
+        name, i = m.group(0), m.end()
+        labels = {}
+        if line[i] == "{":
+            labels, i = _parse_labels(line, i + 1)
+        samples.append((name, labels, float(line[i:].split()[0])))
+    return samples
+
+
+def select(samples, name, **labels):
+    return [(l, v) for n, l, v in samples if n == name and all(l.get(k) == v2 for k, v2 in labels.items())]
+
+
+def value(samples, name, **labels):
+    found = select(samples, name, **labels)
+    if len(found) != 1:
+        raise AssertionError(f"{name}{labels}: {len(found)} series")
+    return found[0][1]
+
+
+# --- libvirt and VMs --------------------------------------------------------------------
+
+def libvirt_up():
+    run(["bash", os.path.join(DEPLOY, "libvirt-up.sh")])
+
+
+def stop_libvirtd():
+    """Stops libvirtd (not the VMs: QEMU keeps running and libvirtd re-attaches on start)."""
+    if run(["ps", "-o", "comm=", "-p", "1"]).strip() == "systemd":
+        run(["systemctl", "stop", "libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket",
+             "libvirtd-admin.socket"])
+        return
+    subprocess.run(["pkill", "-x", "libvirtd"], check=False)
+    wait_for("libvirtd to exit",
+             lambda: subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode != 0)
+
+
+class Vm:
+    def __init__(self, workdir, name, vcpus, busy=64):
+        self.name = name
+        self.image = os.path.join(workdir, f"vm{abs(hash(name))}.img")
+        run(["bash", os.path.join(DEPLOY, "make-boot-image.sh"), self.image, str(busy)])
+        run(["bash", os.path.join(DEPLOY, "start-vm.sh"), name, self.image, str(vcpus)])
+        self.uuid = run(VIRSH + ["domuuid", name]).strip()
+
+    def pid(self):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        argv = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if b"-uuid" in argv and argv[argv.index(b"-uuid") + 1].decode() == self.uuid:
+                    return int(entry)
+        return None
+
+    def vcpu_tid(self, index):
+        pid = self.pid()
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            if comm.startswith(f"CPU {index}/"):
+                return int(tid)
+        raise AssertionError(f"no vCPU {index} thread in {self.name}")
+
+    def libvirt_vcpu_time(self, index):
+        out = run(VIRSH + ["domstats", "--vcpu", self.uuid])
+        return int(re.search(rf"vcpu\.{index}\.time=(\d+)", out).group(1))
+
+    def destroy(self):
+        subprocess.run(VIRSH + ["destroy", self.uuid], capture_output=True)
+
+
+def schedstat_run_ns(tid):
+    with open(f"/proc/{tid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+# --- the agent and Prometheus -----------------------------------------------------------
+
+class Agent:
+    def __init__(self, binary, workdir, interval="1s", extra_config=""):
+        self.config = os.path.join(workdir, "agent.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"version: 1\nlisten: 127.0.0.1:0\ninterval: {interval}\n{extra_config}")
+        self.log_path = os.path.join(workdir, "agent.log")
+        self.log = open(self.log_path, "w+")
+        self.proc = subprocess.Popen([binary, "--config", self.config], stderr=self.log)
+        self.port = wait_for("the agent to listen", self._port, timeout=15)
+        self.url = f"http://127.0.0.1:{self.port}/metrics"
+
+    def _port(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent exited {self.proc.returncode}: {self.log_text()}")
+        m = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", self.log_text())
+        return int(m.group(1)) if m else None
+
+    def log_text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def scrape_text(self):
+        with urllib.request.urlopen(self.url, timeout=5) as r:
+            return r.read().decode()
+
+    def scrape(self):
+        return parse_metrics(self.scrape_text())
+
+    def next_snapshot(self, after=None):
+        """Waits for a snapshot newer than `after`; returns (timestamp, samples)."""
+        def newer():
+            s = self.scrape()
+            ts = value(s, "kvmprof_last_collection_timestamp_seconds")
+            return (ts, s) if after is None or ts > after else None
+        return wait_for("a new snapshot", newer, timeout=10, step=0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        self.log.close()
+        return self.proc.returncode
+
+
+class Prometheus:
+    def __init__(self, workdir, target_port):
+        self.port = free_port()
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global: {scrape_interval: 1s}\nscrape_configs:\n"
+                    f"  - job_name: kvmprof\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/tsdb",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def query(self, promql):
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.load(r)["data"]["result"]
+        except OSError:
+            return []
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def promtool_check(text):
+    return subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+
+
+class PerfStatStream:
+    """`perf stat -I 10 -e task-clock -t TID`: 10 ms intervals, each placed on the wall clock by
+    perf's own offset from its start, so a window given in the agent's timestamps can be summed.
+    perf's start-up delay shifts the window a little but does not change its length."""
+
+    def __init__(self, tid):
+        self.intervals = []  # (interval end, unix time; task-clock seconds in that interval)
+        self.started = time.time()
+        self.proc = subprocess.Popen(["perf", "stat", "-I", "10", "-x,", "-e", "task-clock", "-t", str(tid)],
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            fields = line.strip().split(",")
+            if len(fields) > 3 and fields[3] == "task-clock":
+                # "<not counted>": the thread did not run in that interval.
+                ms = float(fields[1]) if fields[1].replace(".", "", 1).isdigit() else 0.0
+                self.intervals.append((self.started + float(fields[0]), ms / 1000.0))
+
+    def seconds_between(self, start, end):
+        return sum(v for t, v in self.intervals if start < t <= end)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=5)

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""End to end: the real agent, a real libvirtd, two real QEMU VMs, a real Prometheus.
+
+Usage: test_agent.py --agent PATH/kvmprof-agent. Needs root (exit 77 = skipped otherwise).
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+INTERVAL = 1.0
+ODD_NAME = 'kvmprof-it "quoted" \\ Ünïcødé'
+PLAIN_NAME = "kvmprof-it-two-vcpus"
+AGENT = None
+
+
+class AgentAgainstRealVms(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="kvmprof-it-")
+        os.chmod(cls.tmp.name, 0o755)
+        h.libvirt_up()
+        cls.odd = h.Vm(cls.tmp.name, ODD_NAME, vcpus=1)
+        cls.two = h.Vm(cls.tmp.name, PLAIN_NAME, vcpus=2)
+        cls.agent = h.Agent(AGENT, cls.tmp.name, interval=f"{int(INTERVAL * 1000)}ms")
+        # A counter group opened in a cycle has its first value in the next one.
+        h.wait_for("both VMs' counters in /metrics",
+                   lambda: len(h.select(cls.agent.scrape(), "kvmprof_vcpu_events_total", vcpu="0",
+                                        event="task-clock")) == 2)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.agent.stop()
+        cls.odd.destroy()
+        cls.two.destroy()
+        h.libvirt_up()
+        cls.tmp.cleanup()
+        assert code == 0, f"agent exited {code} on SIGTERM"
+
+    @staticmethod
+    def vm_uuids(samples):
+        return {l["uuid"] for l, _ in h.select(samples, "kvmprof_vm_info")}
+
+    def vcpu_total(self, samples, vm, vcpu):
+        series = h.select(samples, "kvmprof_vcpu_cpu_seconds_total", uuid=vm.uuid, vcpu=str(vcpu))
+        modes = {l["mode"] for l, _ in series}
+        self.assertTrue(modes == {"all"} or modes == {"guest", "host_kernel", "host_user"}, modes)
+        return sum(v for _, v in series)
+
+    def test_1_every_vm_and_vcpu_is_exported_with_its_exact_name(self):
+        s = self.agent.scrape()
+        names = {l["domain"] for l, _ in h.select(s, "kvmprof_vm_info")}
+        self.assertIn(ODD_NAME, names)
+        self.assertIn(PLAIN_NAME, names)
+        for vm, vcpus in ((self.odd, 1), (self.two, 2)):
+            self.assertEqual(h.value(s, "kvmprof_vm_threads_mapped", uuid=vm.uuid), 1)
+            found = {l["vcpu"] for l, _ in h.select(s, "kvmprof_vcpu_wait_seconds_total", uuid=vm.uuid)}
+            self.assertEqual(found, {str(i) for i in range(vcpus)})
+            self.assertTrue(h.select(s, "kvmprof_vm_emulator_cpu_seconds_total", uuid=vm.uuid))
+        self.assertEqual(h.value(s, "kvmprof_libvirt_up"), 1)
+
+    def test_2_counters_grow_between_scrapes(self):
+        ts, first = self.agent.next_snapshot()
+        _, second = self.agent.next_snapshot(after=ts + INTERVAL)
+        for vm in (self.odd, self.two):
+            self.assertGreater(self.vcpu_total(second, vm, 0), self.vcpu_total(first, vm, 0))
+            tc = dict(uuid=vm.uuid, vcpu="0", event="task-clock", mode="all")
+            self.assertGreater(h.value(second, "kvmprof_vcpu_events_total", **tc),
+                               h.value(first, "kvmprof_vcpu_events_total", **tc))
+            self.assertGreaterEqual(h.value(second, "kvmprof_vcpu_wait_seconds_total", uuid=vm.uuid, vcpu="0"),
+                                    h.value(first, "kvmprof_vcpu_wait_seconds_total", uuid=vm.uuid, vcpu="0"))
+
+    def test_3_vcpu_time_lies_between_schedstat_and_libvirt_before_and_after(self):
+        for vm in (self.odd, self.two):
+            tid = vm.vcpu_tid(0)
+            sched_before, virt_before = h.schedstat_run_ns(tid) / 1e9, vm.libvirt_vcpu_time(0) / 1e9
+            total = self.vcpu_total(self.agent.scrape(), vm, 0)
+            sched_after, virt_after = h.schedstat_run_ns(tid) / 1e9, vm.libvirt_vcpu_time(0) / 1e9
+            slack = INTERVAL + 0.25  # the snapshot is at most one interval old
+            self.assertLessEqual(total, sched_after + 0.01)
+            self.assertGreaterEqual(total, sched_before - slack)
+            self.assertLessEqual(total, virt_after + 0.01)
+            self.assertGreaterEqual(total, virt_before - slack)
+
+    def test_4_task_clock_agrees_with_perf_stat_within_5_percent(self):
+        tid = self.two.vcpu_tid(0)
+        labels = dict(uuid=self.two.uuid, vcpu="0", event="task-clock", mode="all")
+        perf = h.PerfStatStream(tid)
+        try:
+            time.sleep(0.5)  # perf is attached and printing
+            start, first = self.agent.next_snapshot()
+            end = start
+            for _ in range(4):
+                end, last = self.agent.next_snapshot(after=end)
+            time.sleep(0.1)  # the interval that holds `end` has arrived
+        finally:
+            perf.stop()
+        perf_seconds = perf.seconds_between(start, end)
+        agent_seconds = (h.value(last, "kvmprof_vcpu_events_total", **labels) -
+                         h.value(first, "kvmprof_vcpu_events_total", **labels)) / 1e9
+        print(f"\n  task-clock over 4 snapshots: agent {agent_seconds:.3f} s, perf stat {perf_seconds:.3f} s")
+        self.assertGreater(agent_seconds, 0.5)
+        self.assertLess(abs(agent_seconds - perf_seconds) / agent_seconds, 0.05)
+
+    def test_5_sources_say_what_is_live_and_dead_sources_export_nothing(self):
+        s = self.agent.scrape()
+        sources = {l["source"]: v for l, v in h.select(s, "kvmprof_source_up")}
+        self.assertEqual(sources["perf:task-clock"], 1)
+        for source in ("perf:kvm:kvm_exit", "perf:kvm:kvm_pio", "libvirt_vcpu_exits"):
+            self.assertIn(source, sources)
+            event = source.removeprefix("perf:")
+            series = h.select(s, "kvmprof_vcpu_events_total", event=event) if source.startswith("perf:") \
+                else h.select(s, "kvmprof_vcpu_exits_total")
+            # Live: series exist. Not live: no series at all, never zeros.
+            self.assertEqual(bool(series), sources[source] == 1, source)
+
+    def test_6_promtool_accepts_a_scrape(self):
+        result = h.promtool_check(self.agent.scrape_text())
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_7_prometheus_finds_each_vm(self):
+        prom = h.Prometheus(self.tmp.name, self.agent.port)
+        try:
+            for vm in (self.odd, self.two):
+                q = f'kvmprof_vcpu_cpu_seconds_total{{uuid="{vm.uuid}",vcpu="0"}}'
+                result = h.wait_for(f"{vm.name} in Prometheus", lambda: prom.query(q), timeout=60, step=0.5)
+                self.assertEqual(result[0]["metric"]["domain"], vm.name)
+        finally:
+            prom.stop()
+
+    def test_8_libvirtd_restart_keeps_the_agent_serving_and_recovers(self):
+        h.stop_libvirtd()
+        h.wait_for("kvmprof_libvirt_up 0",
+                   lambda: h.value(self.agent.scrape(), "kvmprof_libvirt_up") == 0, timeout=30)
+        # Still serving, still measuring the VMs it knows.
+        ts, s = self.agent.next_snapshot()
+        self.assertEqual(self.vm_uuids(s), {self.odd.uuid, self.two.uuid})
+        h.libvirt_up()
+        h.wait_for("kvmprof_libvirt_up 1",
+                   lambda: h.value(self.agent.scrape(), "kvmprof_libvirt_up") == 1, timeout=60)
+        _, s = self.agent.next_snapshot(after=ts + INTERVAL)
+        self.assertEqual(self.vm_uuids(s), {self.odd.uuid, self.two.uuid})
+        self.assertTrue(h.select(s, "kvmprof_vcpu_exits_total", uuid=self.two.uuid) or
+                        not h.select(s, "kvmprof_source_up", source="libvirt_vcpu_exits"))
+
+    def test_9_a_destroyed_vm_disappears_within_two_intervals(self):
+        self.two.destroy()
+        start = time.monotonic()
+        h.wait_for("the destroyed VM's series to go",
+                   lambda: f'uuid="{self.two.uuid}"' not in self.agent.scrape_text(), timeout=2 * INTERVAL + 1)
+        print(f"\n  series gone {time.monotonic() - start:.2f} s after virsh destroy")
+        self.assertIn(self.odd.uuid, self.vm_uuids(self.agent.scrape()))
+
+
+def main():
+    global AGENT
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agent", required=True)
+    args, rest = parser.parse_known_args()
+    AGENT = os.path.abspath(args.agent)
+    if os.geteuid() != 0:
+        print("skipped: needs root to run libvirtd, QEMU and perf on other threads")
+        return 77
+    result = unittest.main(argv=[sys.argv[0], "-v"] + rest, exit=False).result
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
