@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Benchmark: kvmprof-agent against prometheus-libvirt-exporter on the same host and VMs.
+
+Prints figures and ratios; it is not a pass/fail test. Needs root.
+Usage: bench.py --agent PATH [--vms 10] [--scrapes 50] [--seconds 20]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import harness as h  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
+def scrape_latencies(url, count):
+    out = []
+    for _ in range(count):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=60) as r:
+            r.read()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def cycles(agent):
+    return h.value(agent.scrape(), "kvmprof_collection_duration_seconds_count")
+
+
+def strace_counts(pid, seconds):
+    """Syscall counts of every agent thread over `seconds`, by syscall name."""
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+        proc = subprocess.Popen(["strace", "-f", "-c", "-o", out.name, "-p", str(pid)],
+                                stderr=subprocess.DEVNULL)
+        time.sleep(seconds)
+        proc.send_signal(2)
+        proc.wait(timeout=30)
+        counts = {}
+        for line in open(out.name):
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+            if m and m.group(2) != "total":
+                counts[m.group(2)] = int(m.group(1))
+        return counts
+
+
+def measure_agent(agent, groups, seconds):
+    pid = agent.proc.pid
+    c0, cpu0, t0 = cycles(agent), cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    c1, cpu1, t1 = cycles(agent), cpu_seconds(pid), time.monotonic()
+    n = c1 - c0
+    print(f"agent: {n:.0f} cycles in {t1 - t0:.1f} s; CPU {cpu1 - cpu0:.3f} s = "
+          f"{100 * (cpu1 - cpu0) / (t1 - t0):.2f}% of one core; {1000 * (cpu1 - cpu0) / n:.2f} ms CPU per cycle")
+    s = agent.scrape()
+    dur_sum = h.value(s, "kvmprof_collection_duration_seconds_sum")
+    dur_n = h.value(s, "kvmprof_collection_duration_seconds_count")
+    print(f"agent: mean cycle duration {1000 * dur_sum / dur_n:.2f} ms (wall)")
+    c0 = cycles(agent)
+    counts = strace_counts(pid, seconds)
+    n = cycles(agent) - c0
+    total = sum(counts.values())
+    print(f"agent: syscalls per cycle {total / n:.1f} over {n:.0f} cycles (strace -f -c, all threads) "
+          f"with {groups} counter groups; target <= groups + 5 = {groups + 5}")
+    for name, count in sorted(counts.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"    {name:<16} {count / n:8.1f} per cycle")
+    print(f"agent: perf group reads (read) per cycle {counts.get('read', 0) / n:.1f} vs groups {groups}; "
+          f"procfs re-reads (pread64) per cycle {counts.get('pread64', 0) / n:.1f}")
+    print(f"agent: RSS {rss_mib(pid):.1f} MiB")
+
+
+def compare_scrapes(agent, exporter_url, exporter_pid, scrapes):
+    rows = {}
+    for name, url, pid in (("kvmprof-agent", agent.url, agent.proc.pid),
+                           ("prometheus-libvirt-exporter", exporter_url, exporter_pid)):
+        scrape_latencies(url, 3)  # warm up
+        cpu0 = cpu_seconds(pid)
+        lat = scrape_latencies(url, scrapes)
+        cpu = cpu_seconds(pid) - cpu0
+        rows[name] = (statistics.median(lat), statistics.mean(lat), max(lat), cpu)
+        print(f"{name}: {scrapes} scrapes, latency median {1000 * rows[name][0]:.2f} ms, "
+              f"mean {1000 * rows[name][1]:.2f} ms, max {1000 * rows[name][2]:.2f} ms; CPU {cpu:.3f} s")
+    a, e = rows["kvmprof-agent"], rows["prometheus-libvirt-exporter"]
+    print(f"ratio agent/libvirt-exporter: median latency {a[0] / e[0]:.3f} (target <= 0.2), "
+          f"mean latency {a[1] / e[1]:.3f}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--agent", required=True)
+    p.add_argument("--vms", type=int, default=10)
+    p.add_argument("--scrapes", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=20)
+    args = p.parse_args()
+    tmp = tempfile.TemporaryDirectory(prefix="kvmprof-bench-")
+    os.chmod(tmp.name, 0o755)
+    h.libvirt_up()
+    vms = []
+    exporter = agent = None
+    try:
+        # busy=1: each guest spins briefly per timer tick, so 10 VMs leave the 2 cores mostly free.
+        vms = [h.Vm(tmp.name, f"kvmprof-bench-{i}", vcpus=1, busy=1) for i in range(args.vms)]
+        agent = h.Agent(os.path.abspath(args.agent), tmp.name, interval="1s")
+        h.wait_for("every VM's counters", lambda: len(h.select(agent.scrape(), "kvmprof_vcpu_events_total",
+                                                                event="task-clock")) == args.vms, timeout=60)
+        port = h.free_port()
+        exporter = subprocess.Popen(["prometheus-libvirt-exporter", f"--web.listen-address=127.0.0.1:{port}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        exporter_url = f"http://127.0.0.1:{port}/metrics"
+        h.wait_for("the libvirt exporter", lambda: scrape_latencies(exporter_url, 1), timeout=30)
+        print(f"host: {os.cpu_count()} CPUs; {args.vms} VMs x 1 vCPU; agent interval 1 s")
+        measure_agent(agent, groups=args.vms, seconds=args.seconds)
+        compare_scrapes(agent, exporter_url, exporter.pid, args.scrapes)
+    finally:
+        if exporter:
+            exporter.terminate()
+        if agent:
+            agent.stop()
+        for vm in vms:
+            vm.destroy()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
