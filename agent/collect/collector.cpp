@@ -13,6 +13,7 @@ namespace {
 
 constexpr size_t kNoSlot = static_cast<size_t>(-1);
 constexpr double kTracepointGraceSeconds = 1.0;  // vCPU run time before "never fires" is said
+constexpr uint64_t kRescanEvery = 10;              // cycles between full thread reconciles
 
 double now_seconds() {
   using namespace std::chrono;
@@ -43,13 +44,17 @@ Collector::Collector(HostRoot root, PerfBackend& perf, const std::vector<EventSp
 Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& domains) {
   if (domains) sync(*domains);
   CollectContext ctx{root_, perf_, openable_, ns_per_tick_, open_errors_, read_errors_};
+  const bool reconcile = cycles_++ % kRescanEvery == 0;
   for (auto& [uuid, vm] : vms_) {
     if (!vm.state) attach(vm);
-    if (vm.state && !vm.state->refresh_threads(ctx, vm.record.vcpus_current)) {
+    if (!vm.state) continue;
+    const unsigned expected = vm.record.vcpus_current;
+    bool rescan = reconcile || vm.state->needs_rescan(expected);
+    if (rescan && !vm.state->refresh_threads(ctx, expected)) {
       vm.state.reset();  // the process is gone; libvirt will tell us the domain stopped
       continue;
     }
-    if (vm.state) vm.state->read(ctx);
+    vm.state->read(ctx);
   }
   update_liveness();
   Snapshot snap;

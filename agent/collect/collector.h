@@ -48,6 +48,7 @@ class Collector {
   std::vector<bool> live_;            // per slot, latched once a count is seen
   std::map<std::string, Vm> vms_;     // by UUID
   bool libvirt_exits_seen_ = false;
+  uint64_t cycles_ = 0;
   ErrorCounts open_errors_;
   ErrorCounts read_errors_;
   std::map<std::string, uint64_t> discovery_errors_;

@@ -30,6 +30,7 @@ std::vector<ModeValue> vcpu_modes(const ThreadCpu& cpu) {
 bool VmState::refresh_threads(CollectContext& ctx, unsigned expected_vcpus) {
   auto tids = list_threads(ctx.root, pid_);
   if (!tids.ok()) return false;
+  listed_ = true;
   std::set<pid_t> alive(tids->begin(), tids->end());
   std::erase_if(vcpus_, [&](const auto& v) { return !alive.contains(v.first); });
   for (auto it = emulator_.begin(); it != emulator_.end();) {

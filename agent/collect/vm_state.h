@@ -47,6 +47,9 @@ class VmState {
 
   // Finds new and vanished threads; false when the QEMU process itself is gone.
   bool refresh_threads(CollectContext& ctx, unsigned expected_vcpus);
+  // Listing threads costs 4 syscalls; exits show up anyway as ESRCH on the next read, so a
+  // list is needed only at first, when vCPUs are missing, or for a periodic reconcile.
+  bool needs_rescan(unsigned expected_vcpus) const { return !listed_ || vcpus_.size() != expected_vcpus; }
   void read(CollectContext& ctx);
 
   // `live[slot]`: export that event (a tracepoint that never fires on this host is not live).
@@ -65,6 +68,7 @@ class VmState {
   void read_vcpu(CollectContext& ctx, VcpuThread& vcpu);
 
   pid_t pid_;
+  bool listed_ = false;
   std::map<pid_t, VcpuThread> vcpus_;
   std::map<pid_t, EmulatorThread> emulator_;
   // CPU time of emulator threads that have exited, so the VM's counter never goes down.

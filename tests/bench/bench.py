@@ -17,13 +17,16 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness as h  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+    """CPU time of all live threads of pid, from schedstat (ns) for precision."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total / 1e9
 
 
 def rss_mib(pid):
@@ -39,6 +42,13 @@ def scrape_latencies(url, count):
             r.read()
         out.append(time.perf_counter() - start)
     return out
+
+
+def answers(url):
+    try:
+        return scrape_latencies(url, 1)
+    except OSError:
+        return None
 
 
 def cycles(agent):
@@ -124,7 +134,7 @@ def main():
         exporter = subprocess.Popen(["prometheus-libvirt-exporter", f"--web.listen-address=127.0.0.1:{port}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         exporter_url = f"http://127.0.0.1:{port}/metrics"
-        h.wait_for("the libvirt exporter", lambda: scrape_latencies(exporter_url, 1), timeout=30)
+        h.wait_for("the libvirt exporter", lambda: answers(exporter_url), timeout=30)
         print(f"host: {os.cpu_count()} CPUs; {args.vms} VMs x 1 vCPU; agent interval 1 s")
         measure_agent(agent, groups=args.vms, seconds=args.seconds)
         compare_scrapes(agent, exporter_url, exporter.pid, args.scrapes)
