@@ -46,13 +46,18 @@ bool VmState::refresh_threads(CollectContext& ctx, unsigned expected_vcpus) {
 }
 
 void VmState::add_thread(CollectContext& ctx, pid_t tid) {
+  auto index = thread_vcpu_index(ctx.root, pid_, tid);
+  if (!index.ok()) {
+    count_read_error(ctx, "procfs", index.error());
+    return;
+  }
   auto reader = ThreadReader::open(ctx.root, pid_, tid);
   if (!reader.ok()) {
     count_read_error(ctx, "procfs", reader.error());
     return;
   }
-  if (auto index = thread_vcpu_index(ctx.root, pid_, tid)) {
-    add_vcpu(ctx, tid, *index, std::move(*reader));
+  if (*index) {
+    add_vcpu(ctx, tid, **index, std::move(*reader));
   } else {
     emulator_.emplace(tid, EmulatorThread{std::move(*reader), ThreadCpu(ctx.ns_per_tick)});
   }
@@ -67,7 +72,8 @@ void VmState::add_vcpu(CollectContext& ctx, pid_t tid, unsigned index, ThreadRea
 void VmState::reclassify_unnamed(CollectContext& ctx) {
   std::vector<std::pair<pid_t, unsigned>> found;
   for (const auto& [tid, thread] : emulator_) {
-    if (auto index = thread_vcpu_index(ctx.root, pid_, tid)) found.emplace_back(tid, *index);
+    auto index = thread_vcpu_index(ctx.root, pid_, tid);
+    if (index.ok() && *index) found.emplace_back(tid, **index);
   }
   for (auto [tid, index] : found) {
     retire_emulator(tid);

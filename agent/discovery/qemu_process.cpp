@@ -50,9 +50,10 @@ Result<std::vector<pid_t>> list_threads(const HostRoot& root, pid_t pid) {
   return tids;
 }
 
-std::optional<unsigned> thread_vcpu_index(const HostRoot& root, pid_t pid, pid_t tid) {
+Result<std::optional<unsigned>> thread_vcpu_index(const HostRoot& root, pid_t pid, pid_t tid) {
   auto comm = root.read_file(proc(pid) + "/task/" + std::to_string(tid) + "/comm");
-  return comm.ok() ? vcpu_index_from_comm(*comm) : std::nullopt;
+  if (!comm.ok()) return comm.error();
+  return vcpu_index_from_comm(*comm);
 }
 
 }  // namespace kvmprof

@@ -26,7 +26,8 @@ bool process_has_uuid(const HostRoot& root, pid_t pid, const std::string& uuid);
 
 Result<std::vector<pid_t>> list_threads(const HostRoot& root, pid_t pid);
 
-// The vCPU index of a thread, from its comm; nullopt for non-vCPU threads.
-std::optional<unsigned> thread_vcpu_index(const HostRoot& root, pid_t pid, pid_t tid);
+// The vCPU index of a thread, from its comm; nullopt for non-vCPU threads; an error when
+// comm could not be read (the thread is then neither, and is looked at again later).
+Result<std::optional<unsigned>> thread_vcpu_index(const HostRoot& root, pid_t pid, pid_t tid);
 
 }  // namespace kvmprof
