@@ -87,11 +87,12 @@ int Daemon::run() {
 }
 
 void Daemon::start_exposer() {
-  exposer_ = std::make_unique<prometheus::Exposer>(civetweb_listen(config_.listen));
+  const std::string address = civetweb_listen(config_.listen);
+  exposer_ = std::make_unique<prometheus::Exposer>(address);
   exposer_->RegisterCollectable(metrics_, config_.metrics_path);
-  auto ports = exposer_->GetListeningPorts();
-  log_info("serving http://" + civetweb_listen(config_.listen).substr(0, civetweb_listen(config_.listen).rfind(':')) +
-           ":" + std::to_string(ports.empty() ? 0 : ports.front()) + config_.metrics_path);
+  auto ports = exposer_->GetListeningPorts();  // the real port when `listen` asked for port 0
+  log_info("serving http://" + address.substr(0, address.rfind(':')) + ":" +
+           std::to_string(ports.empty() ? 0 : ports.front()) + config_.metrics_path);
 }
 
 void Daemon::arm_cycle(Clock::duration delay) {

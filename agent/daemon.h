@@ -49,7 +49,7 @@ class Daemon {
   SnapshotStore store_;
   std::shared_ptr<MetricsCollectable> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  std::unique_ptr<LibvirtHypervisor> libvirt_;
+  std::unique_ptr<Hypervisor> libvirt_;
   HistogramData durations_;
   std::map<std::string, std::string> source_state_;  // source -> last logged state
   double started_at_ = 0;

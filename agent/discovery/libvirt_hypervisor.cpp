@@ -78,9 +78,8 @@ LibvirtHypervisor::~LibvirtHypervisor() {
   disconnect();
   stop_ = true;
   // A zero timeout wakes the event loop so the thread sees stop_.
-  int timer = virEventAddTimeout(0, [](int t, void*) { virEventRemoveTimeout(t); }, nullptr, nullptr);
+  virEventAddTimeout(0, [](int t, void*) { virEventRemoveTimeout(t); }, nullptr, nullptr);
   event_thread_.join();
-  (void)timer;
 }
 
 Result<bool> LibvirtHypervisor::connect() {

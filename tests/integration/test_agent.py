@@ -147,7 +147,17 @@ class AgentAgainstRealVms(unittest.TestCase):
         self.assertTrue(h.select(s, "kvmprof_vcpu_exits_total", uuid=self.two.uuid) or
                         not h.select(s, "kvmprof_source_up", source="libvirt_vcpu_exits"))
 
-    def test_9_a_destroyed_vm_disappears_within_two_intervals(self):
+    def test_9_vms_appear_and_vanish_within_one_to_two_intervals(self):
+        late = h.Vm(self.tmp.name, "kvmprof-it-late", vcpus=1)
+        try:
+            start = time.monotonic()
+            h.wait_for("the new VM in /metrics", lambda: late.uuid in self.vm_uuids(self.agent.scrape()),
+                       timeout=INTERVAL + 1)
+            print(f"\n  new VM exported {time.monotonic() - start:.2f} s after virsh create")
+        finally:
+            late.destroy()
+        h.wait_for("the late VM's series to go",
+                   lambda: f'uuid="{late.uuid}"' not in self.agent.scrape_text(), timeout=2 * INTERVAL + 1)
         self.two.destroy()
         start = time.monotonic()
         h.wait_for("the destroyed VM's series to go",
