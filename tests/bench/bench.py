@@ -55,20 +55,27 @@ def cycles(agent):
     return h.value(agent.scrape(), "kvmprof_collection_duration_seconds_count")
 
 
-def strace_counts(pid, seconds):
-    """Syscall counts of every agent thread over `seconds`, by syscall name."""
+def strace_calls(pid, seconds):
+    """Every syscall of every agent thread over `seconds`, classified by what it touched:
+    perf fds, procfs files, sockets, or nothing (futex, poll, timers)."""
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        proc = subprocess.Popen(["strace", "-f", "-c", "-o", out.name, "-p", str(pid)],
+        proc = subprocess.Popen(["strace", "-f", "-y", "-qq", "-o", out.name, "-p", str(pid)],
                                 stderr=subprocess.DEVNULL)
         time.sleep(seconds)
         proc.send_signal(2)
         proc.wait(timeout=30)
-        counts = {}
+        kinds, names = {}, {}
         for line in open(out.name):
-            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
-            if m and m.group(2) != "total":
-                counts[m.group(2)] = int(m.group(1))
-        return counts
+            m = re.match(r"\d+\s+(\w+)\((.*)", line)
+            if not m or m.group(1) in ("exit", "restart_syscall"):
+                continue
+            name, args = m.groups()
+            kind = ("perf" if "perf_event" in args.split(",")[0] else
+                    "procfs" if "</proc/" in args.split(",")[0] or '"/proc/' in args else
+                    "socket" if "socket:" in args.split(",")[0] else "other")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            names[name] = names.get(name, 0) + 1
+        return kinds, names
 
 
 def measure_agent(agent, groups, seconds):
@@ -84,15 +91,14 @@ def measure_agent(agent, groups, seconds):
     dur_n = h.value(s, "kvmprof_collection_duration_seconds_count")
     print(f"agent: mean cycle duration {1000 * dur_sum / dur_n:.2f} ms (wall)")
     c0 = cycles(agent)
-    counts = strace_counts(pid, seconds)
+    kinds, names = strace_calls(pid, seconds)
     n = cycles(agent) - c0
-    total = sum(counts.values())
-    print(f"agent: syscalls per cycle {total / n:.1f} over {n:.0f} cycles (strace -f -c, all threads) "
+    total = sum(kinds.values())
+    print(f"agent: syscalls per cycle {total / n:.1f} over {n:.0f} cycles (strace -f, all threads) "
           f"with {groups} counter groups; target <= groups + 5 = {groups + 5}")
-    for name, count in sorted(counts.items(), key=lambda kv: -kv[1])[:8]:
-        print(f"    {name:<16} {count / n:8.1f} per cycle")
-    print(f"agent: perf group reads (read) per cycle {counts.get('read', 0) / n:.1f} vs groups {groups}; "
-          f"procfs re-reads (pread64) per cycle {counts.get('pread64', 0) / n:.1f}")
+    for kind in ("perf", "procfs", "socket", "other"):
+        print(f"    {kind:<8} {kinds.get(kind, 0) / n:8.1f} per cycle")
+    print("    by name: " + ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(names.items(), key=lambda kv: -kv[1])[:8]))
     print(f"agent: RSS {rss_mib(pid):.1f} MiB")
 
 
