@@ -3,6 +3,7 @@
 #include <prometheus/exposer.h>
 #include <sys/resource.h>
 
+#include "agent/system/host_probe.h"
 #include "agent/system/log.h"
 
 #ifndef KVMPROF_REVISION
@@ -40,6 +41,13 @@ void observe(HistogramData& h, double seconds) {
   h.sum += seconds;
 }
 
+// Decides every configured event for this host once, at start.
+std::vector<PlannedEvent> plan_for_host(const HostRoot& root, PerfBackend& perf, const std::vector<EventSpec>& events) {
+  HostModel host = probe_host(root);
+  host.kernel = probe_kernel(perf);
+  return plan_events(root, perf, events, GuestMode::kAuto, host, builtin_quirks());
+}
+
 }  // namespace
 
 std::string civetweb_listen(const std::string& listen) {
@@ -47,7 +55,8 @@ std::string civetweb_listen(const std::string& listen) {
 }
 
 Daemon::Daemon(AgentConfig config, std::string root)
-    : config_(std::move(config)), collector_(HostRoot(std::move(root)), perf_, config_.events) {
+    : config_(std::move(config)),
+      collector_(HostRoot(root), perf_, plan_for_host(HostRoot(root), perf_, config_.events)) {
   metrics_ = std::make_shared<MetricsCollectable>(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION});
 }
 

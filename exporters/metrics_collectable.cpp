@@ -116,6 +116,14 @@ void render_health(std::vector<MetricFamily>& out, const Snapshot& s, const Buil
         s.config_reload_success_timestamp);
   gauge("kvmprof_build_info", "Version and git revision of this agent.", 1,
         {{"version", build.version}, {"revision", build.revision}});
+  out.push_back(family("kvmprof_event_info",
+                       "One per configured event: what the policy engine decided on this host and why.",
+                       MetricType::Gauge));
+  for (const auto& e : s.event_info) {
+    add(out.back(), {{"event", e.event}, {"policy", e.policy}, {"guest", e.guest},
+                     {"precise", std::to_string(e.precise)}, {"status", e.status},
+                     {"counts", e.semantics}, {"reason", e.reason}}, 1);
+  }
   out.push_back(family("kvmprof_source_up",
                        "1 when a measurement source is live on this host; 0 when it is not "
                        "(its series are then absent, not zero).",

@@ -46,6 +46,17 @@ struct SourceStatus {
   std::string reason;  // why not, in words an operator can act on
 };
 
+// One decision of the policy engine, exported as kvmprof_event_info.
+struct EventInfo {
+  std::string event;
+  std::string policy;     // the policy that asked for it ("default" until per-VM policies)
+  std::string guest;      // requested: auto, include, exclude, split, guest-only
+  unsigned precise = 0;
+  std::string status;     // ok, degraded, refused, unsupported
+  std::string semantics;  // what is counted: all, host, guest, split; empty when not counted
+  std::string reason;
+};
+
 struct HistogramData {
   std::vector<double> bounds;    // upper bounds, seconds
   std::vector<uint64_t> counts;  // cumulative counts per bound
@@ -58,6 +69,7 @@ struct Snapshot {
   bool libvirt_up = false;
   std::vector<VmSample> vms;
   std::vector<SourceStatus> sources;
+  std::vector<EventInfo> event_info;
   std::map<std::pair<std::string, std::string>, uint64_t> perf_open_errors;  // (event, errno)
   std::map<std::pair<std::string, std::string>, uint64_t> read_errors;       // (source, errno)
   std::map<std::string, uint64_t> discovery_errors;                          // reason

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <set>
+#include <stdexcept>
 
 namespace kvmprof {
 namespace {
@@ -140,6 +141,15 @@ std::variant<QuirkTable, ConfigError> parse_quirk_table(std::string_view yaml, c
   } catch (const YAML::Exception& e) {
     return ConfigError{file, std::max(e.mark.line, 0) + 1, std::max(e.mark.column, 0) + 1, e.msg};
   }
+}
+
+const QuirkTable& builtin_quirks() {
+  static const QuirkTable table = [] {
+    auto parsed = parse_quirk_table(builtin_quirks_yaml(), "policy/quirks.yaml");
+    if (auto* err = std::get_if<ConfigError>(&parsed)) throw std::logic_error(err->format());
+    return std::get<QuirkTable>(std::move(parsed));
+  }();
+  return table;
 }
 
 }  // namespace kvmprof

@@ -54,5 +54,7 @@ std::variant<QuirkTable, ConfigError> parse_quirk_table(std::string_view text, c
 
 // The table shipped in policy/quirks.yaml, compiled into the binary.
 std::string_view builtin_quirks_yaml();
+// That table, parsed once; a broken shipped table is a bug and aborts with its location.
+const QuirkTable& builtin_quirks();
 
 }  // namespace kvmprof

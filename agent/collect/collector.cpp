@@ -11,7 +11,6 @@
 namespace kvmprof {
 namespace {
 
-constexpr size_t kNoSlot = static_cast<size_t>(-1);
 constexpr double kTracepointGraceSeconds = 1.0;  // vCPU run time before "never fires" is said
 constexpr uint64_t kRescanEvery = 10;              // cycles between full thread reconciles
 
@@ -27,23 +26,20 @@ uint64_t ns_per_tick() {
 
 }  // namespace
 
-Collector::Collector(HostRoot root, PerfBackend& perf, const std::vector<EventSpec>& events)
-    : root_(std::move(root)), perf_(perf), ns_per_tick_(ns_per_tick()) {
-  events_ = resolve_events(root_, events);
-  for (const auto& e : events_) {
-    slot_of_.push_back(e.unavailable.empty() ? openable_.size() : kNoSlot);
-    if (e.unavailable.empty()) openable_.push_back(e.attr);
-    if (!e.unavailable.empty()) log_warning("event " + e.attr.name + " not counted: " + e.unavailable);
-  }
-  live_.assign(openable_.size(), false);
-  for (size_t i = 0; i < events_.size(); ++i) {
-    if (slot_of_[i] != kNoSlot && !events_[i].tracepoint) live_[slot_of_[i]] = true;
+Collector::Collector(HostRoot root, PerfBackend& perf, std::vector<PlannedEvent> plan)
+    : root_(std::move(root)), perf_(perf), ns_per_tick_(ns_per_tick()), plan_(std::move(plan)) {
+  for (size_t i = 0; i < plan_.size(); ++i) {
+    for (const auto& counter : plan_[i].counters) {
+      slots_.push_back(counter);
+      owner_.push_back(i);
+      live_.push_back(!plan_[i].tracepoint);
+    }
   }
 }
 
 Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& domains) {
   if (domains) sync(*domains);
-  CollectContext ctx{root_, perf_, openable_, ns_per_tick_, open_errors_, read_errors_};
+  CollectContext ctx{root_, perf_, slots_, ns_per_tick_, open_errors_, read_errors_};
   const bool reconcile = cycles_++ % kRescanEvery == 0;
   for (auto& [uuid, vm] : vms_) {
     if (!vm.state) attach(vm);
@@ -60,6 +56,10 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
   Snapshot snap;
   for (const auto& [uuid, vm] : vms_) snap.vms.push_back(sample(vm));
   snap.sources = sources(domains.has_value());
+  for (const auto& p : plan_) {
+    snap.event_info.push_back({p.event, "default", std::string(to_string(p.guest)), p.precise,
+                               std::string(to_string(p.status)), p.semantics, p.reason});
+  }
   snap.perf_open_errors = open_errors_;
   snap.read_errors = read_errors_;
   snap.discovery_errors = discovery_errors_;
@@ -123,7 +123,7 @@ VmSample Collector::sample(const Vm& vm) const {
   VmSample out{vm.record.name, vm.record.uuid, false, {}, {}};
   if (!vm.state) return out;
   out.mapped = vm.state->vcpu_count() >= vm.record.vcpus_current;
-  out.vcpus = vm.state->vcpu_samples(openable_, live_);
+  out.vcpus = vm.state->vcpu_samples(slots_, live_);
   out.emulator_cpu = vm.state->emulator_cpu();
   for (auto& vcpu : out.vcpus) {
     auto exits = vm.record.exits.find(vcpu.index);
@@ -138,7 +138,7 @@ std::vector<SourceStatus> Collector::sources(bool libvirt_answered) const {
                  libvirt_answered ? "libvirt reports no vcpu.N.exits (needs QEMU query-stats)"
                                   : "libvirt is not connected"});
   out.push_back(ticks_source());
-  for (size_t i = 0; i < events_.size(); ++i) out.push_back(event_source(i));
+  for (size_t i = 0; i < plan_.size(); ++i) out.push_back(event_source(i));
   return out;
 }
 
@@ -159,10 +159,12 @@ SourceStatus Collector::ticks_source() const {
 }
 
 SourceStatus Collector::event_source(size_t index) const {
-  const CountedEvent& event = events_[index];
-  std::string source = "perf:" + event.attr.name;
-  if (slot_of_[index] == kNoSlot) return {source, false, event.unavailable};
-  if (live_[slot_of_[index]]) return {source, true, ""};
+  const PlannedEvent& event = plan_[index];
+  std::string source = "perf:" + event.event;
+  if (event.counters.empty()) return {source, false, event.reason};
+  bool live = false;
+  for (size_t slot = 0; slot < slots_.size(); ++slot) live = live || (owner_[slot] == index && live_[slot]);
+  if (live) return {source, true, ""};
   double run_seconds = 0;
   for (const auto& [uuid, vm] : vms_) {
     if (!vm.state) continue;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/collect/event_attrs.h"
+#include "agent/collect/event_plan.h"
 #include "agent/collect/vm_state.h"
 #include "agent/discovery/hypervisor.h"
 #include "exporters/snapshot.h"
@@ -16,7 +16,8 @@ namespace kvmprof {
 
 class Collector {
  public:
-  Collector(HostRoot root, PerfBackend& perf, const std::vector<EventSpec>& events);
+  // `plan`: the configured events as decided for this host (plan_events).
+  Collector(HostRoot root, PerfBackend& perf, std::vector<PlannedEvent> plan);
 
   // `domains` is nullopt when libvirt could not be asked this cycle: the VMs already known
   // are then still measured through procfs and perf, and libvirt's exit counts are absent.
@@ -42,10 +43,10 @@ class Collector {
   HostRoot root_;
   PerfBackend& perf_;
   uint64_t ns_per_tick_;
-  std::vector<CountedEvent> events_;  // as configured, with why some cannot be opened
-  std::vector<EventAttr> openable_;   // the group's slots
-  std::vector<size_t> slot_of_;       // events_ index -> slot, or npos
-  std::vector<bool> live_;            // per slot, latched once a count is seen
+  std::vector<PlannedEvent> plan_;  // as configured, with what each counts or why not
+  std::vector<EventAttr> slots_;    // every counter of every planned event: one group per thread
+  std::vector<size_t> owner_;       // slot -> plan_ index
+  std::vector<bool> live_;          // per slot; tracepoints latch once a count is seen
   std::map<std::string, Vm> vms_;     // by UUID
   bool libvirt_exits_seen_ = false;
   uint64_t cycles_ = 0;

@@ -135,7 +135,7 @@ std::vector<VcpuSample> VmState::vcpu_samples(const std::vector<EventAttr>& even
     VcpuSample sample{vcpu.index, vcpu_modes(vcpu.cpu), seconds(vcpu.cpu.wait_ns()), {}, {}};
     for (size_t slot = 0; slot < events.size(); ++slot) {
       if (!live[slot] || !vcpu.group.has(slot) || vcpu.times.running_ns == 0) continue;
-      sample.events.push_back({events[slot].name, "all", vcpu.counts[slot],
+      sample.events.push_back({events[slot].name, events[slot].mode, vcpu.counts[slot],
                                seconds(vcpu.times.enabled_ns), seconds(vcpu.times.running_ns)});
     }
     out.push_back(std::move(sample));

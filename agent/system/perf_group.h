@@ -26,6 +26,7 @@ using OpenErrors = std::map<std::pair<std::string, std::string>, uint64_t>;
 
 struct EventAttr {
   std::string name;  // label value, e.g. "task-clock"
+  std::string mode;  // what it counts: "all", "host" or "guest"
   perf_event_attr attr{};
 };
 

@@ -3,6 +3,7 @@
 // /proc/4242/task/TID links to this process's real thread directories. perf opens on the
 // real thread ids, so counts, exits and fds are the kernel's own.
 #include "agent/collect/collector.h"
+#include "agent/system/host_probe.h"
 
 #include <gtest/gtest.h>
 #include <pthread.h>
@@ -67,7 +68,13 @@ size_t open_fds() {
   return static_cast<size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
 }
 
-std::vector<EventSpec> events() { return {std::get<EventSpec>(parse_event_spec("task-clock"))}; }
+// task-clock, planned for this host as the agent plans it.
+std::vector<PlannedEvent> events() {
+  RealPerfBackend perf;
+  HostModel host = probe_host(HostRoot("/"));
+  return plan_events(HostRoot("/"), perf, {std::get<EventSpec>(parse_event_spec("task-clock"))}, GuestMode::kAuto,
+                     host, builtin_quirks());
+}
 
 DomainRecord domain(unsigned vcpus, int id = 1) { return DomainRecord{"vm \"1\"", kUuid, id, vcpus, {}}; }
 

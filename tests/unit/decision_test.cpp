@@ -18,8 +18,7 @@ using namespace kvmprof::testing;
 namespace {
 
 const QuirkTable& quirks() {
-  static const QuirkTable table = std::get<QuirkTable>(parse_quirk_table(builtin_quirks_yaml(), "quirks.yaml"));
-  return table;
+  return builtin_quirks();
 }
 
 HostModel fixture(const std::string& name) {

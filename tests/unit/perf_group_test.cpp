@@ -24,7 +24,7 @@ std::vector<EventAttr> software(std::initializer_list<const char*> names) {
     perf_event_attr attr{};
     attr.type = PERF_TYPE_SOFTWARE;
     attr.config = std::get<SoftwareEvent>(spec.kind).config;
-    out.push_back({spec.text, attr});
+    out.push_back({spec.text, "all", attr});
   }
   return out;
 }

@@ -1,0 +1,31 @@
+#pragma once
+// What the agent counts on every vCPU thread: each configured event decided for this host by
+// the policy engine, then opened once at start on the agent's own thread through the open
+// ladder, so every vCPU thread later gets the attrs the kernel actually accepts.
+#include <string>
+#include <vector>
+
+#include "agent/system/host_root.h"
+#include "agent/system/perf_group.h"
+#include "policy/decision.h"
+
+namespace kvmprof {
+
+struct PlannedEvent {
+  std::string event;  // spec text, the metric's `event` label
+  GuestMode guest = GuestMode::kAuto;
+  unsigned precise = 0;
+  DecisionStatus status = DecisionStatus::kOk;
+  std::string semantics;  // what the counters count: "all", "host", "guest", "split"
+  std::string reason;
+  bool tracepoint = false;
+  std::vector<EventAttr> counters;  // empty when the event is not counted
+};
+
+std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<EventSpec>& specs,
+                                      GuestMode guest, const HostModel& host, const QuirkTable& quirks);
+
+// The tracepoint's id from tracefs under the root, or why it is not available.
+std::variant<uint64_t, std::string> tracepoint_id(const HostRoot& root, const TracepointEvent& tp);
+
+}  // namespace kvmprof
