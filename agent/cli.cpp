@@ -5,7 +5,9 @@ namespace kvmprof {
 std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliError& error) {
   CliOptions opts;
   size_t i = 0;
-  if (i < args.size() && (args[i] == "run" || args[i] == "check-config")) opts.command = args[i++];
+  for (const char* command : {"run", "check-config", "probe", "explain"}) {
+    if (i < args.size() && args[i] == command) opts.command = args[i++];
+  }
   auto value = [&](const std::string& flag) -> std::optional<std::string> {
     if (i + 1 >= args.size()) {
       error.message = flag + " needs a value";
@@ -33,6 +35,13 @@ std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliErr
     } else if (a == "--listen") {
       if (!(v = value(a))) return std::nullopt;
       opts.listen = *v;
+    } else if (a == "--json" && opts.command == "probe") {
+      opts.json = true;
+    } else if (a == "--guest" && opts.command == "explain") {
+      if (!(v = value(a))) return std::nullopt;
+      opts.guest = *v;
+    } else if (opts.command == "explain" && !a.starts_with('-')) {
+      opts.events.push_back(a);
     } else if (opts.command == "check-config" && !opts.config_given && !a.starts_with('-')) {
       opts.config_path = a;
       opts.config_given = true;
@@ -50,26 +59,44 @@ std::string help_text() {
 Usage:
   kvmprof-agent [run] [--config FILE] [--listen ADDR] [--root DIR] [--log-level LEVEL]
   kvmprof-agent check-config FILE
+  kvmprof-agent probe [--root DIR] [--json]
+  kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [EVENT...]
   kvmprof-agent --help | --version
 
 Commands:
   run            (default) find every running VM through libvirt, measure each vCPU thread
                  (guest / host kernel / host user CPU time, run-queue wait, VM exits, perf
-                 software events and KVM tracepoints) and serve them at /metrics.
+                 events and KVM tracepoints) and serve them at /metrics.
   check-config   validate FILE; prints FILE:LINE:COLUMN: problem and exits 2 if it is wrong.
+  probe          what this host is, as kvmprof sees it: CPU, microcode, PMUs, KVM parameters,
+                 perf_event_paranoid, capabilities, kernel perf features, applying quirks.
+  explain        for each EVENT (default: the config's events), the perf_event_attr that will
+                 be opened (field names as perf stat -vv prints them), what it really counts
+                 (guest, host, all or split), the status (ok, degraded, refused, unsupported),
+                 the reason and the quirk's source. On the live host each decision is also
+                 opened through the fallback ladder, so you see what the kernel accepts.
 
 Options:
   -c, --config FILE    config file (default /etc/kvmprof/agent.yaml; built-in defaults if the
                        default file does not exist)
   --listen ADDR        override the config's listen address, e.g. 127.0.0.1:9477 or :0
-  --root DIR           read /proc and /sys under DIR (e.g. /host in a container)
+  --root DIR           read /proc and /sys under DIR (e.g. /host in a container, or a CPU
+                       fixture such as tests/fixtures/cpus/intel-skylake-client-new-ucode)
   --log-level LEVEL    error | warning | info (default) | debug
+  --guest MODE         explain with guest: auto (default), include, exclude or split
+  --json               probe prints JSON
+
+Events use perf's syntax: cycles, instructions:u, cycles:pp, cycles:G (guest only),
+cycles:H (host only), LLC-load-misses, r01c2, cpu/event=0x3c,umask=0x0/, vendor names such
+as INST_RETIRED.ANY_P (libpfm4), tracepoints such as kvm:kvm_exit.
 
 Signals: SIGTERM/SIGINT stop cleanly (every perf and procfs fd is closed).
 Needs root, or CAP_PERFMON + CAP_SYS_PTRACE with read access to libvirt's socket and /proc.
 
-Example:
+Examples:
   kvmprof-agent --config /etc/kvmprof/agent.yaml
+  kvmprof-agent explain cycles:p cycles:pG instructions --guest split
+  kvmprof-agent explain --root tests/fixtures/cpus/intel-skylake-client-old-ucode cycles:p
   curl -s localhost:9477/metrics | grep kvmprof_vcpu_cpu_seconds_total
 )";
 }

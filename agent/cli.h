@@ -7,12 +7,15 @@
 namespace kvmprof {
 
 struct CliOptions {
-  std::string command = "run";  // "run", "check-config", "help", "version"
+  std::string command = "run";  // "run", "check-config", "probe", "explain", "help", "version"
   std::string config_path = "/etc/kvmprof/agent.yaml";
   bool config_given = false;
   std::string root = "/";
   std::string log_level = "info";
   std::optional<std::string> listen;  // overrides the config's `listen`
+  bool json = false;                  // probe --json
+  std::string guest = "auto";         // explain --guest
+  std::vector<std::string> events;    // explain EVENT...
 };
 
 struct CliError {

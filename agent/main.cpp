@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "agent/cli.h"
+#include "agent/commands.h"
 #include "agent/daemon.h"
 #include "agent/system/host_root.h"
 #include "agent/system/log.h"
@@ -32,6 +33,25 @@ std::optional<AgentConfig> load_config(const CliOptions& opts) {
   return std::get<AgentConfig>(parsed);
 }
 
+int explain(const CliOptions& opts, const AgentConfig& config) {
+  auto guest = parse_guest_mode(opts.guest);
+  if (!guest) {
+    std::cerr << "kvmprof-agent: --guest must be auto, include, exclude or split\n";
+    return kExitUsage;
+  }
+  std::vector<EventSpec> events;
+  for (const auto& text : opts.events) {
+    auto parsed = parse_event_spec(text);
+    if (auto* err = std::get_if<EventSpecError>(&parsed)) {
+      std::cerr << "kvmprof-agent: bad event '" << text << "' at column " << err->column + 1 << ": " << err->message << "\n"
+                << "  " << text << "\n  " << std::string(err->column, ' ') << "^\n";
+      return kExitUsage;
+    }
+    events.push_back(std::get<EventSpec>(parsed));
+  }
+  return run_explain(opts.root, events.empty() ? config.events : events, *guest);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,8 +75,10 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   set_log_level(level);
+  if (opts->command == "probe") return run_probe(opts->root, opts->json);
   auto config = load_config(*opts);
   if (!config) return kExitUsage;
+  if (opts->command == "explain") return explain(*opts, *config);
   if (opts->command == "check-config") {
     std::cout << opts->config_path << ": ok\n";
     return kExitOk;

@@ -283,6 +283,10 @@ Decision decide(const EventSpec& spec, GuestMode requested, const HostModel& hos
     }
   }
   if (d.status == DecisionStatus::kRefused || d.status == DecisionStatus::kUnsupported) return d;
+  if (d.reason.empty()) {
+    d.reason = d.semantics == "split" ? "counts host and guest apart: one counter with exclude_guest=1, one with exclude_host=1"
+                                      : "counts " + d.semantics + " as requested";
+  }
   add_notes(c);
   build_counters(c);
   return d;

@@ -1,0 +1,23 @@
+#pragma once
+// Text and JSON renderings for `kvmprof-agent probe` and `explain`.
+#include <linux/perf_event.h>
+
+#include <string>
+
+#include "agent/system/open_ladder.h"
+#include "policy/decision.h"
+#include "policy/host_model.h"
+#include "policy/quirk_table.h"
+
+namespace kvmprof {
+
+// perf_event_attr with perf stat -vv's field names, non-zero fields only.
+std::string format_attr(const perf_event_attr& attr);
+std::string format_host(const HostModel& host, const QuirkTable& quirks);
+std::string format_host_json(const HostModel& host, const QuirkTable& quirks);
+// The decision; `opened` (may be null) is what the kernel accepted through the ladder.
+std::string format_decision(const Decision& d, const OpenedDecision* opened);
+
+std::string json_string(std::string_view s);
+
+}  // namespace kvmprof
