@@ -149,6 +149,10 @@ std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& buil
   render_health(out, snapshot, build);
   out.push_back(error_counter("kvmprof_perf_open_errors_total", "Failed perf_event_open calls.",
                               "event", "errno", snapshot.perf_open_errors));
+  out.push_back(error_counter("kvmprof_perf_open_fallbacks_total",
+                              "Steps the open ladder took for an event (attr_size, drop_exclude_bits, "
+                              "set_exclude_guest, lower_precise, raise_nofile).",
+                              "event", "step", snapshot.open_fallbacks));
   out.push_back(error_counter("kvmprof_read_errors_total",
                               "Failed reads (a thread that exited mid-cycle, a refused read).",
                               "source", "errno", snapshot.read_errors));

@@ -71,6 +71,7 @@ struct Snapshot {
   std::vector<SourceStatus> sources;
   std::vector<EventInfo> event_info;
   std::map<std::pair<std::string, std::string>, uint64_t> perf_open_errors;  // (event, errno)
+  std::map<std::pair<std::string, std::string>, uint64_t> open_fallbacks;    // (event, ladder step)
   std::map<std::pair<std::string, std::string>, uint64_t> read_errors;       // (source, errno)
   std::map<std::string, uint64_t> discovery_errors;                          // reason
   HistogramData collection_duration;

@@ -182,20 +182,27 @@ void core_semantics(Context& c) {
   settle(c, "split", nullptr, "");
 }
 
+void note(Context& c, const Quirk& q, const std::string& text) {
+  c.d.status = DecisionStatus::kDegraded;
+  c.d.reason += std::string(c.d.reason.empty() ? "" : "; ") + text + " [" + q.id + "]";
+  cite(c.d, q);
+}
+
 void add_notes(Context& c) {
+  if (c.d.precise > 0 && c.host.cpu.vendor == Vendor::kIntel) {
+    if (const Quirk* q = c.quirks.find("host_pebs_disables_guest_pebs", c.host)) {
+      note(c, *q, "while this event is open, KVM switches guest PEBS off for every VM on this CPU");
+    }
+  }
   if (c.d.precise > 0) {
     if (const Quirk* q = c.quirks.find("pebs_no_isolation", c.host)) {
-      c.d.status = DecisionStatus::kDegraded;
-      c.d.reason += std::string(c.d.reason.empty() ? "" : "; ") + "PEBS is not isolated from guests on this CPU/microcode: " +
-                    "every VM entry and exit also switches PEBS_ENABLE (slower exits) [" + q->id + "]";
-      cite(c.d, *q);
+      note(c, *q, "PEBS is not isolated from guests on this CPU/microcode: every VM entry and exit also "
+                  "switches PEBS_ENABLE (slower exits)");
     }
   }
   if (c.d.semantics == "split" || c.d.semantics == "guest") {
     if (const Quirk* q = c.quirks.find("sev_ignores_guest_bits", c.host)) {
-      c.d.status = DecisionStatus::kDegraded;
-      c.d.reason += std::string(c.d.reason.empty() ? "" : "; ") + "for SEV guests the host/guest bits may not take effect [" + q->id + "]";
-      cite(c.d, *q);
+      note(c, *q, "for SEV guests the host/guest bits may not take effect");
     }
   }
   if (c.targets.size() > 1) {

@@ -59,6 +59,7 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
   for (const auto& p : plan_) {
     snap.event_info.push_back({p.event, "default", std::string(to_string(p.guest)), p.precise,
                                std::string(to_string(p.status)), p.semantics, p.reason});
+    for (const auto& step : p.fallbacks) ++snap.open_fallbacks[{p.event, step}];
   }
   snap.perf_open_errors = open_errors_;
   snap.read_errors = read_errors_;

@@ -21,7 +21,10 @@ void not_counted(PlannedEvent& p, DecisionStatus status, std::string reason) {
 // Opens the decision on this thread to learn what the kernel accepts, then closes it again.
 void resolve_with_kernel(PlannedEvent& p, PerfBackend& perf, const Decision& d, const HostModel& host) {
   OpenedDecision opened = open_decision(perf, d, 0, -1, -1, host);
-  for (const auto& s : opened.steps) log_warning("event " + p.event + ": " + s.action + (s.quirk.empty() ? "" : " [" + s.quirk + "]"));
+  for (const auto& s : opened.steps) {
+    log_warning("event " + p.event + ": " + s.action + (s.quirk.empty() ? "" : " [" + s.quirk + "]"));
+    p.fallbacks.push_back(s.code);
+  }
   if (opened.counters.empty()) return not_counted(p, opened.status, opened.reason);
   p.status = opened.status;
   p.semantics = opened.semantics;
@@ -33,7 +36,7 @@ PlannedEvent plan_one(const HostRoot& root, PerfBackend& perf, const EventSpec& 
                       const HostModel& host, const QuirkTable& quirks) {
   Decision d = decide(resolve_vendor_event(spec), guest, host, quirks);
   PlannedEvent p{spec.text, d.requested, d.precise ? d.precise : spec.mods.precise, d.status, d.semantics, d.reason,
-                 std::holds_alternative<TracepointEvent>(spec.kind), {}};
+                 std::holds_alternative<TracepointEvent>(spec.kind), {}, {}};
   if (d.counters.empty()) return p;
   if (d.precise > 0) {
     not_counted(p, DecisionStatus::kUnsupported, "precise events are sampling events; this agent counts only (" + d.reason + ")");

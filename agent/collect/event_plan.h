@@ -20,6 +20,7 @@ struct PlannedEvent {
   std::string reason;
   bool tracepoint = false;
   std::vector<EventAttr> counters;  // empty when the event is not counted
+  std::vector<std::string> fallbacks;  // open-ladder steps taken (LadderStep::code)
 };
 
 std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<EventSpec>& specs,

@@ -34,7 +34,7 @@ bool step(LadderOutcome& out, const Decision& d, int err, const HostModel& host)
   perf_event_attr& a = out.attr;
   bool has_bits = a.exclude_guest || a.exclude_host;
   if (err == E2BIG && a.size < sizeof(a) && a.size >= PERF_ATTR_SIZE_VER5) {
-    out.steps.push_back({err, "attr size renegotiated to " + std::to_string(a.size), ""});
+    out.steps.push_back({"attr_size", err, "attr size renegotiated to " + std::to_string(a.size), ""});
     return true;
   }
   if (err == EINVAL && has_bits) {
@@ -53,7 +53,7 @@ bool step(LadderOutcome& out, const Decision& d, int err, const HostModel& host)
     }
     a.exclude_guest = a.exclude_host = 0;
     out.mode = "all";
-    out.steps.push_back({err, "dropped exclude_guest/exclude_host: counting host and guest together",
+    out.steps.push_back({"drop_exclude_bits", err, "dropped exclude_guest/exclude_host: counting host and guest together",
                          "kernel-before-exclude-bits"});
     return true;
   }
@@ -61,13 +61,13 @@ bool step(LadderOutcome& out, const Decision& d, int err, const HostModel& host)
     if (!a.exclude_guest && !d.explicit_request) {
       a.exclude_guest = 1;
       out.mode = "host";
-      out.steps.push_back({err, "set exclude_guest: this kernel refuses precise events that include the guest",
+      out.steps.push_back({"set_exclude_guest", err, "set exclude_guest: this kernel refuses precise events that include the guest",
                            "kernel-precise-needs-exclude-guest"});
       return true;
     }
     if (d.may_lower_precise) {
       --a.precise_ip;
-      out.steps.push_back({err, "lowered precise_ip to " + std::to_string(a.precise_ip), ""});
+      out.steps.push_back({"lower_precise", err, "lowered precise_ip to " + std::to_string(a.precise_ip), ""});
       return true;
     }
     stop(out, DecisionStatus::kRefused, "the kernel refuses precise_ip " + std::to_string(a.precise_ip) +
@@ -75,7 +75,7 @@ bool step(LadderOutcome& out, const Decision& d, int err, const HostModel& host)
     return false;
   }
   if (err == EMFILE && raise_nofile_once()) {
-    out.steps.push_back({err, "raised RLIMIT_NOFILE to the hard limit", ""});
+    out.steps.push_back({"raise_nofile", err, "raised RLIMIT_NOFILE to the hard limit", ""});
     return true;
   }
   if (err == ENOENT || err == ENODEV || err == ENXIO || err == EOPNOTSUPP) {

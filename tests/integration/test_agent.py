@@ -118,6 +118,13 @@ class AgentAgainstRealVms(unittest.TestCase):
             # Live: series exist. Not live: no series at all, never zeros.
             self.assertEqual(bool(series), sources[source] == 1, source)
 
+    def test_5b_event_info_says_what_each_event_counts(self):
+        s = self.agent.scrape()
+        info = {l["event"]: l for l, _ in h.select(s, "kvmprof_event_info")}
+        self.assertEqual(info["task-clock"]["status"], "ok")
+        self.assertEqual(info["task-clock"]["counts"], "all")
+        self.assertIn(info["kvm:kvm_exit"]["status"], ("ok", "unsupported"))
+
     def test_6_promtool_accepts_a_scrape(self):
         result = h.promtool_check(self.agent.scrape_text())
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)

@@ -74,6 +74,8 @@ const std::vector<Row>& rows() {
        {"host p2 eg1 eh0"}, ""},
       {"intel-icelake-sp", linux_6_1_intel, "cycles:P", GuestMode::kAuto, kDegraded, "host", {"host p3 eg1 eh0"},
        "intel-pebs-host-only"},
+      {"intel-sapphirerapids", linux_6_1_intel, "cycles:p", GuestMode::kExclude, kDegraded, "host",
+       {"host p1 eg1 eh0"}, "host-pebs-disables-guest-pebs"},
       {"intel-sandybridge", linux_6_1_intel, "cycles:ppp", GuestMode::kAuto, kRefused, "", {}, "at most 2"},
       {"intel-sandybridge", linux_6_1_intel, "cycles:P", GuestMode::kAuto, kDegraded, "host", {"host p2 eg1 eh0"},
        "pebs-isolation-pre-haswell"},
