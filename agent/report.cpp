@@ -33,9 +33,7 @@ std::string opt(const std::optional<bool>& b) { return b ? (*b ? "Y" : "N") : "a
 std::vector<const Quirk*> applying(const HostModel& host, const QuirkTable& quirks) {
   std::vector<const Quirk*> out;
   for (const auto& q : quirks.quirks()) {
-    if (!q.match.matches(host)) continue;
-    bool generic = q.match.vendor == std::nullopt && q.match.kvm_params.empty() && !q.match.pmu;
-    if (!generic || q.effect == "uncore_no_exclude" || q.effect == "software_no_split") out.push_back(&q);
+    if (!q.match.universal() && q.match.matches(host)) out.push_back(&q);
   }
   return out;
 }
@@ -89,7 +87,7 @@ std::string format_host(const HostModel& h, const QuirkTable& quirks) {
       << (h.kernel.attr_size ? std::to_string(*h.kernel.attr_size) : "not probed")
       << ", exclude_guest/exclude_host bits "
       << (h.kernel.exclude_guest_bits ? (*h.kernel.exclude_guest_bits ? "accepted" : "rejected (EINVAL)") : "not probed")
-      << "\nquirks that apply:\n";
+      << "\nquirks specific to this host:\n";
   for (const Quirk* q : applying(h, quirks)) out << "  " << q->id << ": " << q->description << "\n    source: " << q->source << "\n";
   return out.str();
 }

@@ -221,7 +221,7 @@ perf_event_attr base_attr(Context& c, const PmuInfo* pmu) {
   a.exclude_kernel = m.exclude_kernel;
   a.exclude_hv = m.exclude_hv;
   a.exclude_idle = m.exclude_idle;
-  a.precise_ip = c.d.precise;
+  a.precise_ip = c.d.precise & 3u;  // 0-3, checked in resolve_precise
   if (c.d.precise > 0) {
     a.freq = 1;
     a.sample_freq = kDefaultSampleFreq;

