@@ -58,7 +58,7 @@ std::string help_text() {
 
 Usage:
   kvmprof-agent [run] [--config FILE] [--listen ADDR] [--root DIR] [--log-level LEVEL]
-  kvmprof-agent check-config FILE
+  kvmprof-agent check-config FILE [--root DIR]
   kvmprof-agent probe [--root DIR] [--json]
   kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [EVENT...]
   kvmprof-agent --help | --version
@@ -67,7 +67,8 @@ Commands:
   run            (default) find every running VM through libvirt, measure each vCPU thread
                  (guest / host kernel / host user CPU time, run-queue wait, VM exits, perf
                  events and KVM tracepoints) and serve them at /metrics.
-  check-config   validate FILE; prints FILE:LINE:COLUMN: problem and exits 2 if it is wrong.
+  check-config   validate FILE, including explicit guest settings this host (or --root DIR)
+                 refuses; prints every problem as FILE:LINE:COLUMN: message and exits 2.
   probe          what this host is, as kvmprof sees it: CPU, microcode, PMUs, KVM parameters,
                  perf_event_paranoid, capabilities, kernel perf features, applying quirks.
   explain        for each EVENT (default: the config's events), the perf_event_attr that will
@@ -90,7 +91,10 @@ Events use perf's syntax: cycles, instructions:u, cycles:pp, cycles:G (guest onl
 cycles:H (host only), LLC-load-misses, r01c2, cpu/event=0x3c,umask=0x0/, vendor names such
 as INST_RETIRED.ANY_P (libpfm4), tracepoints such as kvm:kvm_exit.
 
-Signals: SIGTERM/SIGINT stop cleanly (every perf and procfs fd is closed).
+Signals: SIGTERM/SIGINT stop cleanly (every perf and procfs fd is closed). SIGHUP (or a
+change of the config file) reloads the config: a valid one is applied at once, only the VMs
+whose counters change are reopened; an invalid one is logged with its location and the
+running config stays.
 Needs root, or CAP_PERFMON + CAP_SYS_PTRACE with read access to libvirt's socket and /proc.
 
 Examples:

@@ -2,8 +2,11 @@
 
 #include <prometheus/exposer.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "agent/system/host_probe.h"
+#include "policy/host_check.h"
+#include "policy/policy_select.h"
 #include "agent/system/log.h"
 
 #ifndef KVMPROF_REVISION
@@ -41,11 +44,15 @@ void observe(HistogramData& h, double seconds) {
   h.sum += seconds;
 }
 
-// Decides every configured event for this host once, at start.
-std::vector<PlannedEvent> plan_for_host(const HostRoot& root, PerfBackend& perf, const std::vector<EventSpec>& events) {
+HostModel probed(const HostRoot& root, PerfBackend& perf) {
   HostModel host = probe_host(root);
   host.kernel = probe_kernel(perf);
-  return plan_events(root, perf, events, GuestMode::kAuto, host, builtin_quirks());
+  return host;
+}
+
+int64_t mtime_of(const std::string& path) {
+  struct stat st{};
+  return path.empty() || ::stat(path.c_str(), &st) != 0 ? 0 : static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
 }  // namespace
@@ -54,17 +61,31 @@ std::string civetweb_listen(const std::string& listen) {
   return listen.starts_with(':') ? "0.0.0.0" + listen : listen;
 }
 
-Daemon::Daemon(AgentConfig config, std::string root)
+Daemon::Daemon(AgentConfig config, std::string config_path, std::string root)
     : config_(std::move(config)),
-      collector_(HostRoot(root), perf_, plan_for_host(HostRoot(root), perf_, config_.events)) {
+      config_path_(std::move(config_path)),
+      root_(std::move(root)),
+      host_(probed(root_, perf_)),
+      collector_(root_, perf_, plan(config_)) {
   metrics_ = std::make_shared<MetricsCollectable>(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION});
 }
 
 Daemon::~Daemon() = default;
 
+CollectorPlan Daemon::plan(const AgentConfig& config) {
+  auto one = [&](const Policy& policy) {
+    return make_policy_plan(policy, plan_events(root_, perf_, policy.events, host_, builtin_quirks()),
+                            config.limits.max_group_size);
+  };
+  CollectorPlan out{{}, one(config.default_policy), config.limits};
+  for (const auto& policy : config.policies) out.policies.push_back(one(policy));
+  return out;
+}
+
 int Daemon::run() {
   raise_nofile_limit();
-  started_at_ = unix_now();
+  reload_success_at_ = unix_now();
+  config_mtime_ = mtime_of(config_path_);
   try {
     start_exposer();
   } catch (const std::exception& e) {
@@ -88,6 +109,7 @@ int Daemon::run() {
   signals_.add(SIGHUP);
   signals_.async_wait([this](auto ec, int signo) { if (!ec) on_signal(signo); });
   connect();
+  libvirt_->set_metadata_uris(metadata_uris(config_.policies));
   arm_cycle(Clock::duration::zero());
   io_.run();
   libvirt_.reset();
@@ -122,6 +144,7 @@ void Daemon::cycle() {
       lost_connection(listed.error().message());
     }
   }
+  watch_config_file();
   Snapshot snapshot = collector_.collect(domains);
   snapshot.libvirt_up = domains.has_value();
   publish(std::move(snapshot), Clock::now() - start);
@@ -131,8 +154,8 @@ void Daemon::cycle() {
 void Daemon::publish(Snapshot snapshot, Clock::duration took) {
   observe(durations_, std::chrono::duration<double>(took).count());
   snapshot.collection_duration = durations_;
-  snapshot.config_reload_ok = true;
-  snapshot.config_reload_success_timestamp = started_at_;
+  snapshot.config_reload_ok = reload_ok_;
+  snapshot.config_reload_success_timestamp = reload_success_at_;
   log_source_changes(snapshot);
   store_.publish(std::make_shared<const Snapshot>(std::move(snapshot)));
 }
@@ -175,12 +198,53 @@ void Daemon::lost_connection(const std::string& why) {
 
 void Daemon::on_signal(int signo) {
   if (signo == SIGHUP) {
-    log_warning("SIGHUP: live config reload is not implemented yet; restart the agent to apply changes");
+    reload("SIGHUP");
     signals_.async_wait([this](auto ec, int s) { if (!ec) on_signal(s); });
     return;
   }
   log_info(signo == SIGTERM ? "SIGTERM: stopping" : "SIGINT: stopping");
   io_.stop();
+}
+
+// A changed file reloads like SIGHUP; its mtime is looked at no more than every 5 s.
+void Daemon::watch_config_file() {
+  constexpr auto kEvery = std::chrono::seconds(5);
+  if (config_path_.empty() || Clock::now() - config_checked_at_ < kEvery) return;
+  config_checked_at_ = Clock::now();
+  int64_t mtime = mtime_of(config_path_);
+  if (mtime != 0 && mtime != config_mtime_) reload(config_path_ + " changed");
+}
+
+// Valid: applied at once (listen and metrics_path need a restart). Invalid: logged with its
+// location; the running config stays and kvmprof_config_last_reload_successful says 0.
+void Daemon::reload(const std::string& why) {
+  if (config_path_.empty()) return log_warning(why + ": running on built-in defaults; there is no config file to reload");
+  config_mtime_ = mtime_of(config_path_);
+  auto text = read_whole_file(config_path_);
+  std::vector<ConfigError> errors;
+  std::optional<AgentConfig> next;
+  if (!text.ok()) {
+    errors.push_back({config_path_, 1, 1, "cannot read: " + text.error().message()});
+  } else {
+    auto parsed = parse_agent_config(*text, config_path_);
+    if (auto* errs = std::get_if<std::vector<ConfigError>>(&parsed)) errors = *errs;
+    else next = std::get<AgentConfig>(std::move(parsed));
+  }
+  if (next) errors = refusals_on_host(*next, config_path_, host_, builtin_quirks());
+  reload_ok_ = errors.empty();
+  for (const auto& e : errors) log_error("reload (" + why + ") rejected, keeping the running config: " + e.format());
+  if (!reload_ok_) return;
+  if (next->listen != config_.listen || next->metrics_path != config_.metrics_path) {
+    log_warning("reload: listen and metrics_path apply only after a restart");
+  }
+  next->listen = config_.listen;
+  next->metrics_path = config_.metrics_path;
+  config_ = std::move(*next);
+  collector_.apply(plan(config_));
+  libvirt_->set_metadata_uris(metadata_uris(config_.policies));
+  reload_success_at_ = unix_now();
+  log_info("reload (" + why + "): applied " + std::to_string(config_.policies.size()) + " policies");
+  arm_cycle(Clock::duration::zero());
 }
 
 }  // namespace kvmprof

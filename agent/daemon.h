@@ -12,6 +12,7 @@
 #include "agent/collect/collector.h"
 #include "agent/discovery/libvirt_hypervisor.h"
 #include "agent/system/perf_backend.h"
+#include "policy/host_model.h"
 #include "exporters/metrics_collectable.h"
 #include "policy/agent_config.h"
 
@@ -23,7 +24,8 @@ namespace kvmprof {
 
 class Daemon {
  public:
-  Daemon(AgentConfig config, std::string root);
+  // `config_path` is re-read on SIGHUP and when it changes; empty when running on defaults.
+  Daemon(AgentConfig config, std::string config_path, std::string root);
   ~Daemon();
   // Serves until SIGTERM or SIGINT. Returns the process exit code.
   int run();
@@ -37,14 +39,20 @@ class Daemon {
   void connect();
   void lost_connection(const std::string& why);
   void on_signal(int signo);
+  void reload(const std::string& why);
+  void watch_config_file();
+  CollectorPlan plan(const AgentConfig& config);
 
   AgentConfig config_;
+  std::string config_path_;
+  HostRoot root_;
+  RealPerfBackend perf_;
+  HostModel host_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_{io_};
   boost::asio::steady_timer cycle_timer_{io_};
   boost::asio::steady_timer reconnect_timer_{io_};
   std::chrono::milliseconds backoff_{1000};
-  RealPerfBackend perf_;
   Collector collector_;
   SnapshotStore store_;
   std::shared_ptr<MetricsCollectable> metrics_;
@@ -52,7 +60,10 @@ class Daemon {
   std::unique_ptr<Hypervisor> libvirt_;
   HistogramData durations_;
   std::map<std::string, std::string> source_state_;  // source -> last logged state
-  double started_at_ = 0;
+  bool reload_ok_ = true;
+  double reload_success_at_ = 0;
+  int64_t config_mtime_ = 0;
+  std::chrono::steady_clock::time_point config_checked_at_{};
 };
 
 // ":9477" -> "0.0.0.0:9477"; civetweb needs an explicit address.

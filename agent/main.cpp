@@ -7,14 +7,21 @@
 #include "agent/commands.h"
 #include "agent/daemon.h"
 #include "agent/system/host_root.h"
+#include "agent/system/host_probe.h"
 #include "agent/system/log.h"
+#include "policy/host_check.h"
+#include "policy/quirk_table.h"
 #include "policy/agent_config.h"
 
 namespace {
 
 using namespace kvmprof;
 
-// Loads the config; a missing default file means built-in defaults.
+void print(const std::vector<ConfigError>& errors) {
+  for (const auto& e : errors) std::cerr << e.format() << "\n";
+}
+
+// Loads the config; a missing default file means built-in defaults. Every problem is printed.
 std::optional<AgentConfig> load_config(const CliOptions& opts) {
   if (!opts.config_given && !std::filesystem::exists(opts.config_path)) {
     log_info("no " + opts.config_path + "; using built-in defaults");
@@ -26,11 +33,18 @@ std::optional<AgentConfig> load_config(const CliOptions& opts) {
     return std::nullopt;
   }
   auto parsed = parse_agent_config(*text, opts.config_path);
-  if (auto* err = std::get_if<ConfigError>(&parsed)) {
-    std::cerr << err->format() << "\n";
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&parsed)) {
+    print(*errors);
     return std::nullopt;
   }
-  return std::get<AgentConfig>(parsed);
+  return std::get<AgentConfig>(std::move(parsed));
+}
+
+// Explicit guest/host requests this host refuses are config errors too.
+bool refused_on_host(const CliOptions& opts, const AgentConfig& config) {
+  auto errors = refusals_on_host(config, opts.config_path, probe_host(HostRoot(opts.root)), builtin_quirks());
+  print(errors);
+  return !errors.empty();
 }
 
 int explain(const CliOptions& opts, const AgentConfig& config) {
@@ -49,7 +63,10 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
     }
     events.push_back(std::get<EventSpec>(parsed));
   }
-  return run_explain(opts.root, events.empty() ? config.events : events, *guest);
+  if (events.empty()) {
+    for (const auto& e : config.default_policy.events) events.push_back(e.spec);
+  }
+  return run_explain(opts.root, events, *guest);
 }
 
 }  // namespace
@@ -79,10 +96,12 @@ int main(int argc, char** argv) {
   auto config = load_config(*opts);
   if (!config) return kExitUsage;
   if (opts->command == "explain") return explain(*opts, *config);
+  if (refused_on_host(*opts, *config)) return kExitUsage;
   if (opts->command == "check-config") {
     std::cout << opts->config_path << ": ok\n";
     return kExitOk;
   }
   if (opts->listen) config->listen = *opts->listen;
-  return Daemon(std::move(*config), opts->root).run();
+  std::string path = opts->config_given || std::filesystem::exists(opts->config_path) ? opts->config_path : "";
+  return Daemon(std::move(*config), path, opts->root).run();
 }

@@ -35,9 +35,18 @@ struct VcpuSample {
 struct VmSample {
   std::string name;
   std::string uuid;
+  std::string policy;   // the policy that applies to it
   bool mapped = false;  // every vCPU thread found
   std::vector<VcpuSample> vcpus;
   std::vector<ModeValue> emulator_cpu;
+  std::vector<EventValue> events;  // per-VM aggregation: sums over the vCPUs
+};
+
+// What a host limit (limits.max_counters / max_series) took away from a policy.
+struct LimitAction {
+  std::string policy;
+  std::string action;  // "per_vm" (aggregated instead of per vCPU) or "dropped"
+  std::string event;   // the dropped event; empty for per_vm
 };
 
 struct SourceStatus {
@@ -70,6 +79,7 @@ struct Snapshot {
   std::vector<VmSample> vms;
   std::vector<SourceStatus> sources;
   std::vector<EventInfo> event_info;
+  std::vector<LimitAction> limit_actions;
   std::map<std::pair<std::string, std::string>, uint64_t> perf_open_errors;  // (event, errno)
   std::map<std::pair<std::string, std::string>, uint64_t> open_fallbacks;    // (event, ladder step)
   std::map<std::pair<std::string, std::string>, uint64_t> read_errors;       // (source, errno)

@@ -15,107 +15,279 @@ using std::chrono::milliseconds;
 constexpr milliseconds kMinInterval{100};
 constexpr milliseconds kMaxInterval{3'600'000};
 
-// Thrown inside the loader only; turned into a ConfigError at its edge.
-struct Invalid {
-  YAML::Mark mark;
-  std::string message;
+Mark mark_of(const YAML::Node& node) {
+  // yaml-cpp marks are 0-based, and -1 for nodes without a position (an empty document).
+  return Mark{std::max(node.Mark().line, 0) + 1, std::max(node.Mark().column, 0) + 1};
+}
+
+std::string list(const std::set<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// Reads one config, recording every problem and skipping only the part that is wrong.
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  void error(const YAML::Node& node, std::string message) { error_at(mark_of(node), std::move(message)); }
+  void error_at(Mark m, std::string message) { errors_.push_back({file_, m.line, m.column, std::move(message)}); }
+  std::vector<ConfigError>& errors() { return errors_; }
+
+  AgentConfig load(const YAML::Node& root);
+
+ private:
+  bool keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where);
+  std::optional<std::string> scalar(const YAML::Node& node, const std::string& key);
+  std::optional<milliseconds> duration(const YAML::Node& node, const std::string& key, milliseconds min);
+  std::optional<size_t> count(const YAML::Node& node, const std::string& key);
+  void load_top(const YAML::Node& root, AgentConfig& config);
+  void load_libvirt(const YAML::Node& node, AgentConfig& config);
+  void load_limits(const YAML::Node& node, Limits& limits);
+  std::vector<PolicyEvent> load_events(const YAML::Node& node);
+  std::optional<PolicyEvent> load_event(const YAML::Node& item);
+  Selector load_selector(const YAML::Node& node);
+  Policy load_policy(const YAML::Node& node, bool is_default);
+  void check_shadowing(const std::vector<Policy>& policies);
+
+  std::string file_;
+  std::vector<ConfigError> errors_;
 };
 
-[[noreturn]] void fail(const YAML::Node& node, std::string message) {
-  throw Invalid{node.Mark(), std::move(message)};
-}
-
-std::string scalar(const YAML::Node& node, const std::string& key) {
-  if (!node.IsScalar()) fail(node, "'" + key + "' must be a string");
-  return node.Scalar();
-}
-
-void check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
-                const std::string& where) {
+bool Loader::keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where) {
+  if (!map.IsMap()) {
+    error(map, "'" + where + "' must be a map");
+    return false;
+  }
   std::set<std::string> seen;
   for (const auto& entry : map) {
     const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "";
-    if (!allowed.contains(key)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(entry.first, "unknown key '" + key + "' in " + where + " (allowed: " + list + ")");
-    }
-    if (!seen.insert(key).second) fail(entry.first, "duplicate key '" + key + "'");
+    if (!allowed.contains(key)) error(entry.first, "unknown key '" + key + "' in " + where + " (allowed: " + list(allowed) + ")");
+    if (!seen.insert(key).second) error(entry.first, "duplicate key '" + key + "'");
   }
+  return true;
 }
 
-milliseconds duration(const YAML::Node& node, const std::string& key, milliseconds min) {
-  milliseconds value = parse_duration(scalar(node, key));
-  if (value.count() == 0) fail(node, "'" + key + "' must be a duration such as 5s, 500ms or 1m");
+std::optional<std::string> Loader::scalar(const YAML::Node& node, const std::string& key) {
+  if (node.IsScalar()) return node.Scalar();
+  error(node, "'" + key + "' must be a string");
+  return std::nullopt;
+}
+
+std::optional<milliseconds> Loader::duration(const YAML::Node& node, const std::string& key, milliseconds min) {
+  auto text = scalar(node, key);
+  if (!text) return std::nullopt;
+  milliseconds value = parse_duration(*text);
+  if (value.count() == 0) {
+    error(node, "'" + key + "' must be a duration such as 5s, 500ms or 1m");
+    return std::nullopt;
+  }
   if (value < min || value > kMaxInterval) {
-    fail(node, "'" + key + "' must be between " + std::to_string(min.count()) + "ms and 1h");
+    error(node, "'" + key + "' must be between " + std::to_string(min.count()) + "ms and 1h");
+    return std::nullopt;
   }
   return value;
 }
 
-void check_listen(const YAML::Node& node, const std::string& listen) {
+std::optional<size_t> Loader::count(const YAML::Node& node, const std::string& key) {
+  auto text = scalar(node, key);
+  size_t value = 0;
+  if (text && std::from_chars(text->data(), text->data() + text->size(), value).ptr == text->data() + text->size() &&
+      !text->empty()) {
+    return value;
+  }
+  if (text) error(node, "'" + key + "' must be a whole number");
+  return std::nullopt;
+}
+
+void check_listen(Loader& l, const YAML::Node& node, const std::string& listen) {
   size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) fail(node, "'listen' must be [address]:port, e.g. :9477");
+  if (colon == std::string::npos) return l.error(node, "'listen' must be [address]:port, e.g. :9477");
   std::string_view port = std::string_view(listen).substr(colon + 1);
   unsigned value = 0;
   auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (ec != std::errc() || p != port.data() + port.size() || value > 65535) {
-    fail(node, "'listen' port must be a number from 0 to 65535");
+    l.error(node, "'listen' port must be a number from 0 to 65535");
   }
 }
 
-std::vector<EventSpec> events(const YAML::Node& node) {
-  if (!node.IsSequence()) fail(node, "'events' must be a list of event specs");
-  std::vector<EventSpec> out;
+std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
+  // Construct, never assign: assigning to a YAML::Node overwrites the node it aliases.
+  const YAML::Node spec_node = item.IsMap() ? item["event"] : item;
+  GuestMode guest = GuestMode::kAuto;
+  if (item.IsMap()) {
+    if (!keys(item, {"event", "guest"}, "events[]")) return std::nullopt;
+    if (!spec_node) {
+      error(item, "an event entry needs 'event: SPEC'");
+      return std::nullopt;
+    }
+    if (item["guest"]) {
+      auto mode = scalar(item["guest"], "guest");
+      auto parsed = mode ? parse_guest_mode(*mode) : std::nullopt;
+      if (mode && !parsed) error(item["guest"], "'guest' must be auto, include, exclude or split");
+      if (!parsed) return std::nullopt;
+      guest = *parsed;
+    }
+  }
+  auto text = scalar(spec_node, "event");
+  if (!text) return std::nullopt;
+  auto parsed = parse_event_spec(*text);
+  if (auto* err = std::get_if<EventSpecError>(&parsed)) {
+    Mark m = mark_of(spec_node);
+    m.column += static_cast<int>(err->column) + (spec_node.Tag() == "!" ? 1 : 0);
+    error_at(m, err->message);
+    return std::nullopt;
+  }
+  auto spec = std::get<EventSpec>(std::move(parsed));
+  if (spec.mods.guest_host_given && guest != GuestMode::kAuto) {
+    error(item["guest"], "event '" + spec.text + "' already says G/H; drop 'guest' or the modifier");
+    return std::nullopt;
+  }
+  return PolicyEvent{std::move(spec), guest, mark_of(spec_node)};
+}
+
+std::vector<PolicyEvent> Loader::load_events(const YAML::Node& node) {
+  std::vector<PolicyEvent> out;
+  if (!node.IsSequence()) {
+    error(node, "'events' must be a list of event specs");
+    return out;
+  }
   std::set<std::string> seen;
   for (const auto& item : node) {
-    auto parsed = parse_event_spec(scalar(item, "events[]"));
-    if (auto* err = std::get_if<EventSpecError>(&parsed)) {
-      YAML::Mark mark = item.Mark();
-      mark.column += static_cast<int>(err->column) + (item.Tag() == "!" ? 1 : 0);
-      throw Invalid{mark, err->message};
+    auto event = load_event(item);
+    if (!event) continue;
+    if (!seen.insert(event->spec.text).second) {
+      error_at(event->mark, "event '" + event->spec.text + "' is listed twice");
+      continue;
     }
-    auto& spec = std::get<EventSpec>(parsed);
-    if (!seen.insert(spec.text).second) fail(item, "event '" + spec.text + "' is listed twice");
-    out.push_back(std::move(spec));
+    out.push_back(std::move(*event));
   }
   return out;
 }
 
-void load_libvirt(const YAML::Node& node, AgentConfig& config) {
-  if (!node.IsMap()) fail(node, "'libvirt' must be a map with 'uri' and 'reconnect_max_backoff'");
-  check_keys(node, {"uri", "reconnect_max_backoff"}, "libvirt");
-  if (node["uri"]) config.libvirt_uri = scalar(node["uri"], "uri");
+bool valid_uuid(std::string_view u) {
+  if (u.size() != 36) return false;
+  for (size_t i = 0; i < u.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? u[i] != '-' : !std::isxdigit(static_cast<unsigned char>(u[i]))) return false;
+  }
+  return true;
+}
+
+Selector Loader::load_selector(const YAML::Node& node) {
+  Selector s;
+  if (!keys(node, {"domain", "uuid", "title", "metadata"}, "match")) return s;
+  if (node["domain"]) s.domain = scalar(node["domain"], "domain");
+  if (s.domain && s.domain->empty()) error(node["domain"], "an empty 'domain' glob never matches");
+  if (node["uuid"]) {
+    s.uuid = scalar(node["uuid"], "uuid");
+    if (s.uuid && !valid_uuid(*s.uuid)) error(node["uuid"], "'uuid' is not a UUID (8-4-4-4-12 hex digits), so it never matches");
+  }
+  if (node["title"]) s.title = scalar(node["title"], "title");
+  if (const auto& m = node["metadata"]; m && keys(m, {"uri", "key", "value"}, "metadata")) {
+    auto uri = m["uri"] ? scalar(m["uri"], "uri") : std::nullopt;
+    auto key = m["key"] ? scalar(m["key"], "key") : std::nullopt;
+    auto value = m["value"] ? scalar(m["value"], "value") : std::nullopt;
+    if (uri && key && value) s.metadata = Selector::Metadata{*uri, *key, *value};
+    else error(m, "'metadata' needs 'uri', 'key' and 'value'");
+  }
+  return s;
+}
+
+Policy Loader::load_policy(const YAML::Node& node, bool is_default) {
+  Policy p;
+  p.mark = mark_of(node);
+  std::set<std::string> allowed{"events", "aggregation", "interval", "priority"};
+  if (!is_default) allowed.insert({"name", "match"});
+  if (!keys(node, allowed, is_default ? "default" : "policy")) return p;
+  p.name = is_default ? "default" : node["name"] ? scalar(node["name"], "name").value_or("") : "";
+  if (!is_default && p.name.empty()) error(node, "a policy needs a 'name'");
+  if (!is_default && node["match"]) p.match = load_selector(node["match"]);
+  if (!is_default && !node["match"]) error(node, "policy '" + p.name + "' needs 'match' (use the 'default' section for every other domain)");
+  if (node["events"]) p.events = load_events(node["events"]);
+  if (const auto& a = node["aggregation"]) {
+    auto text = scalar(a, "aggregation");
+    if (text == "per_vcpu" || text == "per_vm") p.aggregation = text == "per_vm" ? Aggregation::kPerVm : Aggregation::kPerVcpu;
+    else if (text) error(a, "'aggregation' must be per_vcpu or per_vm");
+  }
+  if (node["interval"]) p.interval = duration(node["interval"], "interval", kMinInterval);
+  if (node["priority"]) p.priority = static_cast<int>(count(node["priority"], "priority").value_or(0));
+  return p;
+}
+
+void Loader::check_shadowing(const std::vector<Policy>& policies) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < policies.size(); ++i) {
+    if (!names.insert(policies[i].name).second) error_at(policies[i].mark, "duplicate policy name '" + policies[i].name + "'");
+    for (size_t j = 0; j < i; ++j) {
+      const Selector& before = policies[j].match;
+      if (before.matches_everything() || (before.domain == "*" && !before.uuid && !before.title && !before.metadata)) {
+        error_at(policies[i].mark, "policy '" + policies[i].name + "' never matches: policy '" + policies[j].name +
+                                       "' above it matches every domain");
+        break;
+      }
+    }
+  }
+}
+
+void Loader::load_libvirt(const YAML::Node& node, AgentConfig& config) {
+  if (!keys(node, {"uri", "reconnect_max_backoff"}, "libvirt")) return;
+  if (node["uri"]) config.libvirt_uri = scalar(node["uri"], "uri").value_or(config.libvirt_uri);
   if (node["reconnect_max_backoff"]) {
     config.reconnect_max_backoff =
-        duration(node["reconnect_max_backoff"], "reconnect_max_backoff", milliseconds(1000));
+        duration(node["reconnect_max_backoff"], "reconnect_max_backoff", milliseconds(1000)).value_or(config.reconnect_max_backoff);
   }
 }
 
-AgentConfig load(const YAML::Node& root) {
-  if (!root.IsMap()) fail(root, "the config must be a map with at least 'version: 1'");
-  check_keys(root, {"version", "listen", "metrics_path", "libvirt", "interval", "events"}, "config");
-  if (!root["version"]) fail(root, "missing 'version: 1'");
-  if (scalar(root["version"], "version") != "1") fail(root["version"], "unsupported version; expected 1");
-  AgentConfig config;
-  config.events = default_events();
+void Loader::load_limits(const YAML::Node& node, Limits& limits) {
+  if (!keys(node, {"max_counters", "max_series", "max_group_size"}, "limits")) return;
+  if (node["max_counters"]) limits.max_counters = count(node["max_counters"], "max_counters").value_or(0);
+  if (node["max_series"]) limits.max_series = count(node["max_series"], "max_series").value_or(0);
+  if (node["max_group_size"]) {
+    limits.max_group_size = count(node["max_group_size"], "max_group_size").value_or(limits.max_group_size);
+    if (limits.max_group_size < 2) error(node["max_group_size"], "'max_group_size' must be at least 2 (a host/guest pair)");
+  }
+}
+
+void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
   if (root["listen"]) {
-    config.listen = scalar(root["listen"], "listen");
-    check_listen(root["listen"], config.listen);
+    config.listen = scalar(root["listen"], "listen").value_or(config.listen);
+    check_listen(*this, root["listen"], config.listen);
   }
   if (root["metrics_path"]) {
-    config.metrics_path = scalar(root["metrics_path"], "metrics_path");
-    if (!config.metrics_path.starts_with('/')) fail(root["metrics_path"], "'metrics_path' must start with '/'");
+    config.metrics_path = scalar(root["metrics_path"], "metrics_path").value_or(config.metrics_path);
+    if (!config.metrics_path.starts_with('/')) error(root["metrics_path"], "'metrics_path' must start with '/'");
   }
   if (root["libvirt"]) load_libvirt(root["libvirt"], config);
-  if (root["interval"]) config.interval = duration(root["interval"], "interval", kMinInterval);
-  if (root["events"]) config.events = events(root["events"]);
-  return config;
+  if (root["interval"]) config.interval = duration(root["interval"], "interval", kMinInterval).value_or(config.interval);
+  if (root["limits"]) load_limits(root["limits"], config.limits);
 }
 
-// yaml-cpp marks are 0-based, and -1 for nodes without a position (an empty document).
-ConfigError error_at(const std::string& file, const YAML::Mark& mark, std::string message) {
-  return ConfigError{file, std::max(mark.line, 0) + 1, std::max(mark.column, 0) + 1, std::move(message)};
+AgentConfig Loader::load(const YAML::Node& root) {
+  AgentConfig config;
+  if (!root.IsMap()) {
+    error(root, "the config must be a map with at least 'version: 1'");
+    return config;
+  }
+  keys(root, {"version", "listen", "metrics_path", "libvirt", "interval", "events", "default", "policies", "limits"}, "config");
+  if (!root["version"]) error(root, "missing 'version: 1'");
+  else if (scalar(root["version"], "version") != "1") error(root["version"], "unsupported version; expected 1");
+  load_top(root, config);
+  config.default_policy = root["default"] ? load_policy(root["default"], true) : Policy{};
+  config.default_policy.name = "default";
+  if (root["events"] && root["default"]) error(root["events"], "give the default events either as 'events' or in 'default', not both");
+  if (root["events"]) config.default_policy.events = load_events(root["events"]);
+  if (!root["events"] && !(root["default"] && root["default"]["events"])) config.default_policy.events = default_events();
+  if (const auto& policies = root["policies"]) {
+    if (!policies.IsSequence()) error(policies, "'policies' must be a list");
+    for (const auto& node : policies) {
+      if (node.IsMap()) config.policies.push_back(load_policy(node, false));
+      else error(node, "a policy must be a map");
+    }
+    check_shadowing(config.policies);
+  }
+  return config;
 }
 
 }  // namespace
@@ -125,20 +297,23 @@ std::string ConfigError::format() const {
 }
 
 ConfigResult parse_agent_config(std::string_view text, const std::string& file) {
+  Loader loader(file);
   try {
-    return load(YAML::Load(std::string(text)));
-  } catch (const Invalid& e) {
-    return error_at(file, e.mark, e.message);
+    AgentConfig config = loader.load(YAML::Load(std::string(text)));
+    if (loader.errors().empty()) return config;
   } catch (const YAML::Exception& e) {
-    return error_at(file, e.mark, e.msg);
+    loader.error_at(Mark{std::max(e.mark.line, 0) + 1, std::max(e.mark.column, 0) + 1}, e.msg);
   }
+  auto errors = std::move(loader.errors());
+  std::stable_sort(errors.begin(), errors.end(),
+                   [](const auto& a, const auto& b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); });
+  return errors;
 }
 
-std::vector<EventSpec> default_events() {
-  std::vector<EventSpec> out;
-  for (const char* name : {"task-clock", "context-switches", "cpu-migrations", "page-faults",
-                           "kvm:kvm_exit", "kvm:kvm_pio"}) {
-    out.push_back(std::get<EventSpec>(parse_event_spec(name)));
+std::vector<PolicyEvent> default_events() {
+  std::vector<PolicyEvent> out;
+  for (const char* name : {"task-clock", "context-switches", "cpu-migrations", "page-faults", "kvm:kvm_exit", "kvm:kvm_pio"}) {
+    out.push_back({std::get<EventSpec>(parse_event_spec(name)), GuestMode::kAuto, {}});
   }
   return out;
 }
@@ -151,6 +326,52 @@ milliseconds parse_duration(std::string_view text) {
   auto unit = units.find(std::string_view(p, text.data() + text.size() - p));
   if (unit == units.end() || value > 1'000'000'000) return milliseconds(0);
   return milliseconds(value * unit->second);
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  if (pattern.empty()) return text.empty();
+  char c = pattern.front();
+  if (c == '*') return glob_match(pattern.substr(1), text) || (!text.empty() && glob_match(pattern, text.substr(1)));
+  if (text.empty()) return false;
+  if (c == '?') return glob_match(pattern.substr(1), text.substr(1));
+  if (c == '[') {
+    size_t close = pattern.find(']', 2);
+    if (close != std::string_view::npos) {
+      std::string_view set = pattern.substr(1, close - 1);
+      bool negate = set.starts_with('!');
+      if (negate) set.remove_prefix(1);
+      bool in = false;
+      for (size_t i = 0; i < set.size(); ++i) {
+        if (i + 2 < set.size() && set[i + 1] == '-') {
+          in = in || (text.front() >= set[i] && text.front() <= set[i + 2]);
+          i += 2;
+        } else {
+          in = in || text.front() == set[i];
+        }
+      }
+      return in != negate && glob_match(pattern.substr(close + 1), text.substr(1));
+    }
+  }
+  return c == text.front() && glob_match(pattern.substr(1), text.substr(1));
+}
+
+std::optional<GuestMode> parse_guest_mode(std::string_view text) {
+  if (text == "auto") return GuestMode::kAuto;
+  if (text == "include") return GuestMode::kInclude;
+  if (text == "exclude") return GuestMode::kExclude;
+  if (text == "split") return GuestMode::kSplit;
+  return std::nullopt;
+}
+
+std::string_view to_string(GuestMode mode) {
+  switch (mode) {
+    case GuestMode::kAuto: return "auto";
+    case GuestMode::kInclude: return "include";
+    case GuestMode::kExclude: return "exclude";
+    case GuestMode::kSplit: return "split";
+    case GuestMode::kGuestOnly: return "guest-only";
+  }
+  return "?";
 }
 
 }  // namespace kvmprof

@@ -1,7 +1,9 @@
 #pragma once
-// The agent's configuration (config/agent.yaml, `version: 1`) and its validating loader.
-// Pure: it takes the file's text and name; the caller reads the file.
+// The agent's configuration (config/*.yaml, `version: 1`) and its validating loader. Pure: it
+// takes the file's text and name; the caller reads the file. Every problem is reported, each
+// as FILE:LINE:COLUMN: message.
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -11,13 +13,60 @@
 
 namespace kvmprof {
 
+enum class GuestMode { kAuto, kInclude, kExclude, kSplit, kGuestOnly };
+enum class Aggregation { kPerVcpu, kPerVm };
+
+struct Mark {
+  int line = 0;    // 1-based
+  int column = 0;  // 1-based
+};
+
+struct PolicyEvent {
+  EventSpec spec;
+  GuestMode guest = GuestMode::kAuto;
+  Mark mark;  // where the event is written, for errors found later (refusals on a host)
+};
+
+// All given selectors must hold; a policy without any matches every domain.
+struct Selector {
+  std::optional<std::string> domain;  // glob over the libvirt name: * ? [..]
+  std::optional<std::string> uuid;
+  std::optional<std::string> title;   // libvirt <title>, exact
+  struct Metadata {
+    std::string uri;    // namespace URI of the <metadata> element
+    std::string key;    // child element name
+    std::string value;  // its text
+  };
+  std::optional<Metadata> metadata;
+
+  bool matches_everything() const { return !domain && !uuid && !title && !metadata; }
+};
+
+struct Policy {
+  std::string name;
+  Selector match;
+  std::vector<PolicyEvent> events;
+  Aggregation aggregation = Aggregation::kPerVcpu;
+  std::optional<std::chrono::milliseconds> interval;  // default: the agent's interval
+  int priority = 0;  // higher keeps its counters longer when a host limit is hit
+  Mark mark;
+};
+
+struct Limits {
+  size_t max_counters = 0;  // open perf counters on the host; 0 = no limit
+  size_t max_series = 0;    // exported per-VM/per-vCPU series; 0 = no limit
+  size_t max_group_size = 4;  // hardware counters per group (general-purpose counters per core)
+};
+
 struct AgentConfig {
   std::string listen = ":9477";  // [address]:port; ":9477" listens on every IPv4 address
   std::string metrics_path = "/metrics";
   std::string libvirt_uri = "qemu:///system";
   std::chrono::milliseconds interval{5000};
   std::chrono::milliseconds reconnect_max_backoff{30000};
-  std::vector<EventSpec> events;  // counted per vCPU thread, one perf group per thread
+  std::vector<Policy> policies;  // first match in file order
+  Policy default_policy;         // for domains no policy matches
+  Limits limits;
 };
 
 struct ConfigError {
@@ -29,14 +78,20 @@ struct ConfigError {
   std::string format() const;  // "FILE:LINE:COLUMN: message"
 };
 
-using ConfigResult = std::variant<AgentConfig, ConfigError>;
+using ConfigResult = std::variant<AgentConfig, std::vector<ConfigError>>;
 
 ConfigResult parse_agent_config(std::string_view text, const std::string& file);
 
-// Defaults used when the file does not list `events`.
-std::vector<EventSpec> default_events();
+// The default policy's events when the file lists none.
+std::vector<PolicyEvent> default_events();
 
-// "5s", "250ms", "2m" -> milliseconds; nullopt-like 0 on error.
+// "5s", "250ms", "2m" -> milliseconds; 0 on error.
 std::chrono::milliseconds parse_duration(std::string_view text);
+
+// Shell-style glob: * ? and [abc] / [a-z] / [!a].
+bool glob_match(std::string_view pattern, std::string_view text);
+
+std::optional<GuestMode> parse_guest_mode(std::string_view text);
+std::string_view to_string(GuestMode mode);
 
 }  // namespace kvmprof

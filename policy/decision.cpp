@@ -299,25 +299,6 @@ Decision decide(const EventSpec& spec, GuestMode requested, const HostModel& hos
   return d;
 }
 
-std::optional<GuestMode> parse_guest_mode(std::string_view text) {
-  if (text == "auto") return GuestMode::kAuto;
-  if (text == "include") return GuestMode::kInclude;
-  if (text == "exclude") return GuestMode::kExclude;
-  if (text == "split") return GuestMode::kSplit;
-  return std::nullopt;
-}
-
-std::string_view to_string(GuestMode mode) {
-  switch (mode) {
-    case GuestMode::kAuto: return "auto";
-    case GuestMode::kInclude: return "include";
-    case GuestMode::kExclude: return "exclude";
-    case GuestMode::kSplit: return "split";
-    case GuestMode::kGuestOnly: return "guest-only";
-  }
-  return "?";
-}
-
 std::string_view to_string(DecisionStatus status) {
   switch (status) {
     case DecisionStatus::kOk: return "ok";

@@ -13,13 +13,13 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/agent_config.h"
 #include "policy/event_spec.h"
 #include "policy/host_model.h"
 #include "policy/quirk_table.h"
 
 namespace kvmprof {
 
-enum class GuestMode { kAuto, kInclude, kExclude, kSplit, kGuestOnly };
 enum class DecisionStatus { kOk, kDegraded, kRefused, kUnsupported };
 
 struct PlannedCounter {
@@ -45,8 +45,6 @@ struct Decision {
 
 Decision decide(const EventSpec& spec, GuestMode requested, const HostModel& host, const QuirkTable& quirks);
 
-std::optional<GuestMode> parse_guest_mode(std::string_view text);
-std::string_view to_string(GuestMode mode);
 std::string_view to_string(DecisionStatus status);
 
 // Precise events are sampling events (the kernel refuses precise counting events with EINVAL,

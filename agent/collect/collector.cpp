@@ -2,17 +2,19 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
-#include <set>
 
 #include "agent/discovery/qemu_process.h"
 #include "agent/system/log.h"
+#include "policy/policy_select.h"
 
 namespace kvmprof {
 namespace {
 
 constexpr double kTracepointGraceSeconds = 1.0;  // vCPU run time before "never fires" is said
-constexpr uint64_t kRescanEvery = 10;              // cycles between full thread reconciles
+constexpr uint64_t kRescanEvery = 10;            // cycles between full thread reconciles
+constexpr size_t kSeriesPerVcpu = 5;             // cpu modes + wait + a few exits, not reducible
 
 double now_seconds() {
   using namespace std::chrono;
@@ -24,26 +26,58 @@ uint64_t ns_per_tick() {
   return static_cast<uint64_t>(1'000'000'000 / (hz > 0 ? hz : 100));
 }
 
+std::vector<const PolicyPlan*> all_plans(const CollectorPlan& plan) {
+  std::vector<const PolicyPlan*> out;
+  for (const auto& p : plan.policies) out.push_back(&p);
+  out.push_back(&plan.default_policy);
+  return out;
+}
+
+// The plan with only its first `keep` counted events.
+PolicyPlan truncated(const PolicyPlan& plan, size_t keep, size_t max_group_size) {
+  std::vector<PlannedEvent> events;
+  for (const auto& e : plan.events) {
+    if (!e.counters.empty() && keep-- == 0) break;
+    events.push_back(e);
+  }
+  Policy policy{plan.name, plan.match, {}, plan.aggregation, {}, plan.priority, {}};
+  return make_policy_plan(policy, std::move(events), max_group_size);
+}
+
+size_t counted_events(const PolicyPlan& plan) {
+  return static_cast<size_t>(std::count_if(plan.events.begin(), plan.events.end(),
+                                           [](const PlannedEvent& e) { return !e.counters.empty(); }));
+}
+
 }  // namespace
 
-Collector::Collector(HostRoot root, PerfBackend& perf, std::vector<PlannedEvent> plan)
-    : root_(std::move(root)), perf_(perf), ns_per_tick_(ns_per_tick()), plan_(std::move(plan)) {
-  for (size_t i = 0; i < plan_.size(); ++i) {
-    for (const auto& counter : plan_[i].counters) {
-      slots_.push_back(counter);
-      owner_.push_back(i);
-      live_.push_back(!plan_[i].tracepoint);
+Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
+    : root_(std::move(root)), perf_(perf), ns_per_tick_(ns_per_tick()) {
+  apply(std::move(plan));
+}
+
+void Collector::apply(CollectorPlan plan) {
+  config_ = std::move(plan);
+  for (const PolicyPlan* p : all_plans(config_)) {
+    for (const auto& e : p->events) {
+      if (!e.counters.empty() && !e.tracepoint) live_.insert(e.event);
     }
   }
+  enforce_limits();
 }
 
 Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& domains) {
   if (domains) sync(*domains);
-  CollectContext ctx{root_, perf_, slots_, ns_per_tick_, open_errors_, read_errors_};
+  CollectContext ctx{root_, perf_, ns_per_tick_, open_errors_, read_errors_};
   const bool reconcile = cycles_++ % kRescanEvery == 0;
   for (auto& [uuid, vm] : vms_) {
-    if (!vm.state) attach(vm);
+    auto plan = plan_for(vm.record);
+    if (!vm.state) attach(vm, plan);
     if (!vm.state) continue;
+    if (vm.state->plan_ptr() != plan) {
+      if (vm.state->plan().key() != plan->key()) log_info("VM " + vm.record.name + ": counters reopened for policy " + plan->name);
+      vm.state->switch_plan(ctx, plan);
+    }
     const unsigned expected = vm.record.vcpus_current;
     bool rescan = reconcile || vm.state->needs_rescan(expected);
     if (rescan && !vm.state->refresh_threads(ctx, expected)) {
@@ -56,11 +90,8 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
   Snapshot snap;
   for (const auto& [uuid, vm] : vms_) snap.vms.push_back(sample(vm));
   snap.sources = sources(domains.has_value());
-  for (const auto& p : plan_) {
-    snap.event_info.push_back({p.event, "default", std::string(to_string(p.guest)), p.precise,
-                               std::string(to_string(p.status)), p.semantics, p.reason});
-    for (const auto& step : p.fallbacks) ++snap.open_fallbacks[{p.event, step}];
-  }
+  add_event_info(snap);
+  snap.limit_actions = limit_actions_;
   snap.perf_open_errors = open_errors_;
   snap.read_errors = read_errors_;
   snap.discovery_errors = discovery_errors_;
@@ -71,22 +102,93 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
 void Collector::sync(const std::vector<DomainRecord>& domains) {
   std::set<std::string> present;
   libvirt_exits_seen_ = false;
+  bool changed = false;
   for (const auto& record : domains) {
     present.insert(record.uuid);
     libvirt_exits_seen_ = libvirt_exits_seen_ || !record.exits.empty();
     auto [it, added] = vms_.try_emplace(record.uuid, Vm{record, nullptr, ""});
     if (added) log_info("VM " + record.name + " (" + record.uuid + ") found");
     if (!added && it->second.record.id != record.id) it->second.state.reset();  // restarted
+    changed = changed || added || it->second.record.vcpus_current != record.vcpus_current;
     it->second.record = record;
   }
   std::erase_if(vms_, [&](const auto& entry) {
     bool gone = !present.contains(entry.first);
     if (gone) log_info("VM " + entry.second.record.name + " (" + entry.first + ") gone");
+    changed = changed || gone;
     return gone;
   });
+  if (changed) enforce_limits();
 }
 
-void Collector::attach(Vm& vm) {
+std::string Collector::policy_name(const DomainRecord& r) const {
+  DomainFacts facts{r.name, r.uuid, r.title, r.metadata};
+  for (const auto& p : config_.policies) {
+    if (selector_matches(p.match, facts)) return p.name;
+  }
+  return config_.default_policy.name;
+}
+
+std::shared_ptr<const PolicyPlan> Collector::plan_for(const DomainRecord& r) const { return effective_.at(policy_name(r)); }
+
+// Host limits: when the estimate exceeds limits.max_series, the lowest-priority policies are
+// aggregated per VM first; when open counters exceed limits.max_counters, they lose events
+// from the end of their list. Each step is reported as a LimitAction.
+void Collector::enforce_limits() {
+  std::map<std::string, PolicyPlan> plans;
+  std::map<std::string, size_t> vcpus, vms;
+  for (const PolicyPlan* p : all_plans(config_)) plans.emplace(p->name, *p);
+  for (const auto& [uuid, vm] : vms_) {
+    std::string name = policy_name(vm.record);
+    vcpus[name] += vm.record.vcpus_current;
+    ++vms[name];
+  }
+  auto counters = [&] {
+    size_t n = 0;
+    for (const auto& [name, p] : plans) n += vcpus[name] * p.slots.size();
+    return n;
+  };
+  auto series = [&] {
+    size_t n = 0;
+    for (const auto& [name, p] : plans) {
+      n += vcpus[name] * kSeriesPerVcpu + (p.aggregation == Aggregation::kPerVm ? vms[name] : vcpus[name] * 3) * p.slots.size();
+    }
+    return n;
+  };
+  std::vector<std::string> order;  // lowest priority first; among equals, later policies first
+  for (const PolicyPlan* p : all_plans(config_)) order.insert(order.begin(), p->name);
+  std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) { return plans[a].priority < plans[b].priority; });
+  limit_actions_.clear();
+  const Limits& limits = config_.limits;
+  for (const auto& name : order) {
+    if (limits.max_series == 0 || series() <= limits.max_series) break;
+    if (plans[name].aggregation == Aggregation::kPerVm || vcpus[name] == 0) continue;
+    plans[name].aggregation = Aggregation::kPerVm;
+    limit_actions_.push_back({name, "per_vm", ""});
+  }
+  for (const auto& name : order) {
+    while (limits.max_counters > 0 && counters() > limits.max_counters && vcpus[name] > 0 && counted_events(plans[name]) > 0) {
+      size_t keep = counted_events(plans[name]) - 1;
+      PolicyPlan smaller = truncated(plans[name], keep, limits.max_group_size);
+      for (const auto& e : plans[name].events) {
+        bool kept = std::any_of(smaller.events.begin(), smaller.events.end(), [&](const auto& k) { return k.event == e.event; });
+        if (!kept && !e.counters.empty()) limit_actions_.push_back({name, "dropped", e.event});
+      }
+      plans[name] = std::move(smaller);
+    }
+  }
+  for (const auto& a : limit_actions_) log_warning("limit: policy " + a.policy + " " + a.action + (a.event.empty() ? "" : " " + a.event));
+  std::map<std::string, std::shared_ptr<const PolicyPlan>> effective;
+  for (auto& [name, p] : plans) {
+    auto current = effective_.find(name);
+    bool same = current != effective_.end() && current->second->key() == p.key() &&
+                current->second->aggregation == p.aggregation;  // keep the pointer: no reopen
+    effective[name] = same ? current->second : std::make_shared<const PolicyPlan>(std::move(p));
+  }
+  effective_ = std::move(effective);
+}
+
+void Collector::attach(Vm& vm, const std::shared_ptr<const PolicyPlan>& plan) {
   auto pid = find_qemu_pid(root_, vm.record.uuid);
   if (!pid) {
     set_problem(vm, "qemu_process_not_found",
@@ -94,7 +196,7 @@ void Collector::attach(Vm& vm) {
                     "' in /proc; is the agent in the host's PID namespace (hostPID, or --root)?");
     return;
   }
-  vm.state = std::make_unique<VmState>(*pid);
+  vm.state = std::make_unique<VmState>(*pid, plan);
   vm.problem.clear();
 }
 
@@ -108,29 +210,54 @@ void Collector::set_problem(Vm& vm, const std::string& reason, const std::string
 void Collector::update_liveness() {
   for (auto& [uuid, vm] : vms_) {
     if (!vm.state) continue;
+    const PolicyPlan& plan = vm.state->plan();
     for (const auto& [tid, vcpu] : vm.state->vcpus()) {
-      for (size_t slot = 0; slot < live_.size(); ++slot) live_[slot] = live_[slot] || vcpu.counts[slot] > 0;
+      for (size_t slot = 0; slot < plan.slots.size(); ++slot) {
+        if (vcpu.counts[slot] > 0) live_.insert(plan.slots[slot].name);
+      }
     }
     if (vm.state->vcpu_count() < vm.record.vcpus_current) {
       set_problem(vm, "vcpu_threads_not_found",
-                  "found " + std::to_string(vm.state->vcpu_count()) + " of " +
-                      std::to_string(vm.record.vcpus_current) +
+                  "found " + std::to_string(vm.state->vcpu_count()) + " of " + std::to_string(vm.record.vcpus_current) +
                       " vCPU threads named 'CPU N/...'; QEMU must run with debug-threads=on");
     }
   }
 }
 
 VmSample Collector::sample(const Vm& vm) const {
-  VmSample out{vm.record.name, vm.record.uuid, false, {}, {}};
+  VmSample out{vm.record.name, vm.record.uuid, policy_name(vm.record), false, {}, {}, {}};
   if (!vm.state) return out;
   out.mapped = vm.state->vcpu_count() >= vm.record.vcpus_current;
-  out.vcpus = vm.state->vcpu_samples(slots_, live_);
+  out.vcpus = vm.state->vcpu_samples(live_);
   out.emulator_cpu = vm.state->emulator_cpu();
   for (auto& vcpu : out.vcpus) {
     auto exits = vm.record.exits.find(vcpu.index);
     if (exits != vm.record.exits.end()) vcpu.exits = exits->second;
   }
+  if (vm.state->plan().aggregation == Aggregation::kPerVm) {
+    std::map<std::pair<std::string, std::string>, EventValue> sums;
+    for (auto& vcpu : out.vcpus) {
+      for (const auto& e : vcpu.events) {
+        EventValue& sum = sums.try_emplace({e.event, e.mode}, EventValue{e.event, e.mode, 0, 0, 0}).first->second;
+        sum.value += e.value;
+        sum.enabled_seconds += e.enabled_seconds;
+        sum.running_seconds += e.running_seconds;
+      }
+      vcpu.events.clear();
+    }
+    for (auto& [key, sum] : sums) out.events.push_back(sum);
+  }
   return out;
+}
+
+void Collector::add_event_info(Snapshot& snap) const {
+  for (const PolicyPlan* plan : all_plans(config_)) {
+    for (const auto& p : plan->events) {
+      snap.event_info.push_back({p.event, plan->name, std::string(to_string(p.guest)), p.precise,
+                                 std::string(to_string(p.status)), p.semantics, p.reason});
+      for (const auto& step : p.fallbacks) ++snap.open_fallbacks[{p.event, step}];
+    }
+  }
 }
 
 std::vector<SourceStatus> Collector::sources(bool libvirt_answered) const {
@@ -139,7 +266,12 @@ std::vector<SourceStatus> Collector::sources(bool libvirt_answered) const {
                  libvirt_answered ? "libvirt reports no vcpu.N.exits (needs QEMU query-stats)"
                                   : "libvirt is not connected"});
   out.push_back(ticks_source());
-  for (size_t i = 0; i < plan_.size(); ++i) out.push_back(event_source(i));
+  std::set<std::string> seen;
+  for (const PolicyPlan* plan : all_plans(config_)) {
+    for (const auto& e : plan->events) {
+      if (seen.insert(e.event).second) out.push_back(event_source(e));
+    }
+  }
   return out;
 }
 
@@ -155,17 +287,13 @@ SourceStatus Collector::ticks_source() const {
   return {"procfs_tick_split", vcpus > 0 && untrusted == 0,
           vcpus == 0 ? "no vCPU threads yet"
                      : std::to_string(untrusted) + " of " + std::to_string(vcpus) +
-                           " vCPU threads have stat ticks that disagree with schedstat; they "
-                           "export mode=\"all\""};
+                           " vCPU threads have stat ticks that disagree with schedstat; they export mode=\"all\""};
 }
 
-SourceStatus Collector::event_source(size_t index) const {
-  const PlannedEvent& event = plan_[index];
+SourceStatus Collector::event_source(const PlannedEvent& event) const {
   std::string source = "perf:" + event.event;
   if (event.counters.empty()) return {source, false, event.reason};
-  bool live = false;
-  for (size_t slot = 0; slot < slots_.size(); ++slot) live = live || (owner_[slot] == index && live_[slot]);
-  if (live) return {source, true, ""};
+  if (live_.contains(event.event)) return {source, true, ""};
   double run_seconds = 0;
   for (const auto& [uuid, vm] : vms_) {
     if (!vm.state) continue;

@@ -1,9 +1,10 @@
 #pragma once
-// Collector: one collection cycle. Follows the domains libvirt reports, reads every thread's
-// procfs files and counter group once, and produces a Snapshot.
+// Collector: one collection cycle. Follows the domains libvirt reports, gives each its policy,
+// reads every thread's procfs files and counter groups once, and produces a Snapshot.
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,14 +15,23 @@
 
 namespace kvmprof {
 
+// The policies as planned for this host: named ones first-match in file order, default last.
+struct CollectorPlan {
+  std::vector<PolicyPlan> policies;
+  PolicyPlan default_policy;
+  Limits limits;
+};
+
 class Collector {
  public:
-  // `plan`: the configured events as decided for this host (plan_events).
-  Collector(HostRoot root, PerfBackend& perf, std::vector<PlannedEvent> plan);
+  Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan);
 
   // `domains` is nullopt when libvirt could not be asked this cycle: the VMs already known
   // are then still measured through procfs and perf, and libvirt's exit counts are absent.
   Snapshot collect(const std::optional<std::vector<DomainRecord>>& domains);
+  // A reloaded config: VMs whose policy now opens different counters are reopened at the next
+  // cycle (continuing counters keep their counts); the others are not touched.
+  void apply(CollectorPlan plan);
   size_t open_fds() const;
 
  private:
@@ -32,22 +42,27 @@ class Collector {
   };
 
   void sync(const std::vector<DomainRecord>& domains);
-  void attach(Vm& vm);
+  void attach(Vm& vm, const std::shared_ptr<const PolicyPlan>& plan);
   void set_problem(Vm& vm, const std::string& reason, const std::string& detail);
+  void enforce_limits();
+  std::string policy_name(const DomainRecord& record) const;
+  std::shared_ptr<const PolicyPlan> plan_for(const DomainRecord& record) const;
   void update_liveness();
   VmSample sample(const Vm& vm) const;
   std::vector<SourceStatus> sources(bool libvirt_answered) const;
-  SourceStatus event_source(size_t index) const;
+  SourceStatus event_source(const PlannedEvent& event) const;
   SourceStatus ticks_source() const;
+  void add_event_info(Snapshot& snap) const;
 
   HostRoot root_;
   PerfBackend& perf_;
   uint64_t ns_per_tick_;
-  std::vector<PlannedEvent> plan_;  // as configured, with what each counts or why not
-  std::vector<EventAttr> slots_;    // every counter of every planned event: one group per thread
-  std::vector<size_t> owner_;       // slot -> plan_ index
-  std::vector<bool> live_;          // per slot; tracepoints latch once a count is seen
-  std::map<std::string, Vm> vms_;     // by UUID
+  CollectorPlan config_;
+  // The plans VMs use, after host limits: by policy name.
+  std::map<std::string, std::shared_ptr<const PolicyPlan>> effective_;
+  std::vector<LimitAction> limit_actions_;
+  std::set<std::string> live_;  // events with exportable values; tracepoints join once seen
+  std::map<std::string, Vm> vms_;  // by UUID
   bool libvirt_exits_seen_ = false;
   uint64_t cycles_ = 0;
   ErrorCounts open_errors_;

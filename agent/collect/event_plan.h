@@ -23,8 +23,28 @@ struct PlannedEvent {
   std::vector<std::string> fallbacks;  // open-ladder steps taken (LadderStep::code)
 };
 
-std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<EventSpec>& specs,
-                                      GuestMode guest, const HostModel& host, const QuirkTable& quirks);
+std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<PolicyEvent>& events,
+                                      const HostModel& host, const QuirkTable& quirks);
+
+// One policy ready to count: its events, their counters as group slots, and the groups.
+struct PolicyPlan {
+  std::string name;
+  Selector match;
+  Aggregation aggregation = Aggregation::kPerVcpu;
+  int priority = 0;
+  std::vector<PlannedEvent> events;
+  std::vector<EventAttr> slots;             // every counter of every counted event
+  std::vector<std::vector<size_t>> groups;  // slot indices per perf group (one read each)
+
+  // Equal keys open identical counters: a reload keeps such VMs' counters untouched.
+  std::string key() const;
+};
+
+PolicyPlan make_policy_plan(const Policy& policy, std::vector<PlannedEvent> events, size_t max_group_size);
+
+// Software events and tracepoints share one group; hardware counters go in groups of at most
+// `max_group_size` (the PMU's general-purpose counters), an event's host/guest pair together.
+std::vector<std::vector<size_t>> partition_slots(const std::vector<EventAttr>& slots, size_t max_group_size);
 
 // The tracepoint's id from tracefs under the root, or why it is not available.
 std::variant<uint64_t, std::string> tracepoint_id(const HostRoot& root, const TracepointEvent& tp);

@@ -64,9 +64,38 @@ void VmState::add_thread(CollectContext& ctx, pid_t tid) {
 }
 
 void VmState::add_vcpu(CollectContext& ctx, pid_t tid, unsigned index, ThreadReader reader) {
-  PerfGroup group = PerfGroup::open(ctx.perf, tid, ctx.events, ctx.open_errors);
-  vcpus_.emplace(tid, VcpuThread{index, std::move(reader), ThreadCpu(ctx.ns_per_tick),
-                                 std::move(group), std::vector<double>(ctx.events.size()), {}});
+  VcpuThread vcpu{index, std::move(reader), ThreadCpu(ctx.ns_per_tick), {}, {}, {}, {}, {}};
+  open_groups(ctx, tid, vcpu);
+  vcpus_.emplace(tid, std::move(vcpu));
+}
+
+void VmState::open_groups(CollectContext& ctx, pid_t tid, VcpuThread& vcpu) const {
+  const size_t slots = plan_->slots.size();
+  vcpu.groups.clear();
+  for (const auto& members : plan_->groups) {
+    PerfGroup group = PerfGroup::open(ctx.perf, tid, plan_->slots, members, ctx.open_errors);
+    if (group.valid()) vcpu.groups.push_back(std::move(group));
+  }
+  vcpu.base.assign(slots, 0);
+  vcpu.counts.assign(slots, 0);
+  vcpu.enabled_ns.assign(slots, 0);
+  vcpu.running_ns.assign(slots, 0);
+}
+
+void VmState::switch_plan(CollectContext& ctx, std::shared_ptr<const PolicyPlan> plan) {
+  const PolicyPlan& old_plan = *plan_;
+  plan_ = std::move(plan);
+  for (auto& [tid, vcpu] : vcpus_) {
+    std::map<std::pair<std::string, std::string>, double> carried;
+    for (size_t slot = 0; slot < old_plan.slots.size(); ++slot) {
+      carried[{old_plan.slots[slot].name, old_plan.slots[slot].mode}] = vcpu.counts[slot];
+    }
+    open_groups(ctx, tid, vcpu);
+    for (size_t slot = 0; slot < plan_->slots.size(); ++slot) {
+      auto it = carried.find({plan_->slots[slot].name, plan_->slots[slot].mode});
+      if (it != carried.end()) vcpu.base[slot] = vcpu.counts[slot] = it->second;
+    }
+  }
 }
 
 void VmState::reclassify_unnamed(CollectContext& ctx) {
@@ -114,29 +143,31 @@ void VmState::read(CollectContext& ctx) {
 }
 
 void VmState::read_vcpu(CollectContext& ctx, VcpuThread& vcpu) {
-  if (!vcpu.group.valid()) return;
-  auto reading = vcpu.group.read(ctx.perf);
-  if (!reading.ok()) {
-    count_read_error(ctx, "perf", reading.error());
-    return;
+  for (const auto& group : vcpu.groups) {
+    auto reading = group.read(ctx.perf);
+    if (!reading.ok()) {
+      count_read_error(ctx, "perf", reading.error());
+      continue;
+    }
+    for (size_t slot = 0; slot < reading->raw.size(); ++slot) {
+      if (!reading->raw[slot]) continue;
+      auto value = scaled(*reading->raw[slot], reading->enabled_ns, reading->running_ns);
+      if (value) vcpu.counts[slot] = std::max(vcpu.counts[slot], vcpu.base[slot] + *value);
+      vcpu.enabled_ns[slot] = reading->enabled_ns;
+      vcpu.running_ns[slot] = reading->running_ns;
+    }
   }
-  for (size_t slot = 0; slot < reading->raw.size(); ++slot) {
-    if (!reading->raw[slot]) continue;
-    auto value = scaled(*reading->raw[slot], reading->enabled_ns, reading->running_ns);
-    if (value) vcpu.counts[slot] = std::max(vcpu.counts[slot], *value);
-  }
-  vcpu.times = std::move(*reading);
 }
 
-std::vector<VcpuSample> VmState::vcpu_samples(const std::vector<EventAttr>& events,
-                                              const std::vector<bool>& live) const {
+std::vector<VcpuSample> VmState::vcpu_samples(const std::set<std::string>& live) const {
   std::vector<VcpuSample> out;
   for (const auto& [tid, vcpu] : vcpus_) {
     VcpuSample sample{vcpu.index, vcpu_modes(vcpu.cpu), seconds(vcpu.cpu.wait_ns()), {}, {}};
-    for (size_t slot = 0; slot < events.size(); ++slot) {
-      if (!live[slot] || !vcpu.group.has(slot) || vcpu.times.running_ns == 0) continue;
-      sample.events.push_back({events[slot].name, events[slot].mode, vcpu.counts[slot],
-                               seconds(vcpu.times.enabled_ns), seconds(vcpu.times.running_ns)});
+    for (size_t slot = 0; slot < plan_->slots.size(); ++slot) {
+      const EventAttr& e = plan_->slots[slot];
+      if (!live.contains(e.name) || vcpu.running_ns[slot] == 0) continue;  // never ran: no value, not zero
+      sample.events.push_back({e.name, e.mode, vcpu.counts[slot], seconds(vcpu.enabled_ns[slot]),
+                               seconds(vcpu.running_ns[slot])});
     }
     out.push_back(std::move(sample));
   }
@@ -158,10 +189,14 @@ std::vector<ModeValue> VmState::emulator_cpu() const {
   return out;
 }
 
-size_t VmState::fd_count() const {
-  size_t n = 2 * (vcpus_.size() + emulator_.size());
-  for (const auto& [tid, vcpu] : vcpus_) n += vcpu.group.fd_count();
+size_t VmState::counter_count() const {
+  size_t n = 0;
+  for (const auto& [tid, vcpu] : vcpus_) {
+    for (const auto& g : vcpu.groups) n += g.fd_count();
+  }
   return n;
 }
+
+size_t VmState::fd_count() const { return 2 * (vcpus_.size() + emulator_.size()) + counter_count(); }
 
 }  // namespace kvmprof

@@ -5,9 +5,12 @@
 
 #include <array>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "agent/collect/event_plan.h"
 #include "agent/collect/thread_cpu.h"
 #include "agent/collect/thread_reader.h"
 #include "agent/system/perf_group.h"
@@ -21,7 +24,6 @@ using ErrorCounts = std::map<std::pair<std::string, std::string>, uint64_t>;
 struct CollectContext {
   const HostRoot& root;
   PerfBackend& perf;
-  const std::vector<EventAttr>& events;  // opened on every vCPU thread, one group each
   uint64_t ns_per_tick;
   ErrorCounts& open_errors;  // (event, errno)
   ErrorCounts& read_errors;  // (source, errno)
@@ -31,9 +33,10 @@ struct VcpuThread {
   unsigned index = 0;
   ThreadReader reader;
   ThreadCpu cpu;
-  PerfGroup group;
-  std::vector<double> counts;  // per event slot, scaled, never decreasing
-  GroupReading times;          // last enabled/running times
+  std::vector<PerfGroup> groups;  // the plan's groups, one read each
+  std::vector<double> base;       // per slot: count carried over from an earlier plan
+  std::vector<double> counts;     // per slot: base + scaled count, never decreasing
+  std::vector<uint64_t> enabled_ns, running_ns;  // per slot, from its group's last read
 };
 
 struct EmulatorThread {
@@ -43,7 +46,7 @@ struct EmulatorThread {
 
 class VmState {
  public:
-  explicit VmState(pid_t pid) : pid_(pid) {}
+  VmState(pid_t pid, std::shared_ptr<const PolicyPlan> plan) : pid_(pid), plan_(std::move(plan)) {}
 
   // Finds new and vanished threads; false when the QEMU process itself is gone.
   bool refresh_threads(CollectContext& ctx, unsigned expected_vcpus);
@@ -51,23 +54,31 @@ class VmState {
   // list is needed only at first, when vCPUs are missing, or for a periodic reconcile.
   bool needs_rescan(unsigned expected_vcpus) const { return !listed_ || vcpus_.size() != expected_vcpus; }
   void read(CollectContext& ctx);
+  // Reopens every vCPU's counters for another plan. Events that continue (same event and
+  // mode) carry their counts over, so their counters never go down.
+  void switch_plan(CollectContext& ctx, std::shared_ptr<const PolicyPlan> plan);
 
-  // `live[slot]`: export that event (a tracepoint that never fires on this host is not live).
-  std::vector<VcpuSample> vcpu_samples(const std::vector<EventAttr>& events,
-                                       const std::vector<bool>& live) const;
+  const PolicyPlan& plan() const { return *plan_; }
+  const std::shared_ptr<const PolicyPlan>& plan_ptr() const { return plan_; }
+  // Event values are exported only for events in `live` (a tracepoint that never fires on
+  // this host is not live).
+  std::vector<VcpuSample> vcpu_samples(const std::set<std::string>& live) const;
   std::vector<ModeValue> emulator_cpu() const;
   size_t vcpu_count() const { return vcpus_.size(); }
+  size_t counter_count() const;
   size_t fd_count() const;
   const std::map<pid_t, VcpuThread>& vcpus() const { return vcpus_; }
 
  private:
   void add_thread(CollectContext& ctx, pid_t tid);
   void add_vcpu(CollectContext& ctx, pid_t tid, unsigned index, ThreadReader reader);
+  void open_groups(CollectContext& ctx, pid_t tid, VcpuThread& vcpu) const;
   void retire_emulator(pid_t tid);
   void reclassify_unnamed(CollectContext& ctx);
   void read_vcpu(CollectContext& ctx, VcpuThread& vcpu);
 
   pid_t pid_;
+  std::shared_ptr<const PolicyPlan> plan_;
   bool listed_ = false;
   std::map<pid_t, VcpuThread> vcpus_;
   std::map<pid_t, EmulatorThread> emulator_;

@@ -15,6 +15,8 @@ struct DomainRecord {
   std::string uuid;
   int id = -1;                 // libvirt domain id; a new one each time the domain starts
   unsigned vcpus_current = 0;  // online vCPUs, from libvirt's "vcpu.current"
+  std::string title;           // libvirt <title>, for policy selectors
+  std::map<std::string, std::string> metadata;  // namespace URI -> <metadata> element XML
   // vCPU index -> exit reason -> count, from KVM's binary stats as libvirt reports them
   // ("vcpu.N.exits.sum" is reason "all", "vcpu.N.halt_exits.sum" is "halt", ...).
   std::map<unsigned, std::map<std::string, uint64_t>> exits;
@@ -26,8 +28,10 @@ class Hypervisor {
   virtual Result<bool> connect() = 0;
   virtual bool connected() const = 0;
   virtual void disconnect() = 0;
-  // Running (and paused) domains with their vCPU statistics, in one round trip.
+  // Running (and paused) domains with their vCPU statistics, in one round trip (plus, for a
+  // domain first seen or changed, its title and the metadata elements of `metadata_uris`).
   virtual Result<std::vector<DomainRecord>> running_domains() = 0;
+  virtual void set_metadata_uris(std::vector<std::string> uris) = 0;
 };
 
 // Called on libvirt's event thread; implementations must only hand work to their own loop.

@@ -2,7 +2,9 @@
 
 #include <libvirt/virterror.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <memory>
 
 namespace kvmprof {
@@ -91,12 +93,16 @@ Result<bool> LibvirtHypervisor::connect() {
   lifecycle_id_ = virConnectDomainEventRegisterAny(
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), this,
       nullptr);
+  metadata_id_ = virConnectDomainEventRegisterAny(
+      conn_, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata), this, nullptr);
   return true;
 }
 
 void LibvirtHypervisor::disconnect() {
   if (!conn_) return;
   if (lifecycle_id_ >= 0) virConnectDomainEventDeregisterAny(conn_, lifecycle_id_);
+  if (metadata_id_ >= 0) virConnectDomainEventDeregisterAny(conn_, metadata_id_);
+  metadata_id_ = -1;
   virConnectUnregisterCloseCallback(conn_, on_close);
   virConnectClose(conn_);
   conn_ = nullptr;
@@ -112,8 +118,55 @@ Result<std::vector<DomainRecord>> LibvirtHypervisor::running_domains() {
   std::unique_ptr<virDomainStatsRecordPtr, void (*)(virDomainStatsRecordPtr*)> guard(
       records, virDomainStatsRecordListFree);
   std::vector<DomainRecord> out;
-  for (int i = 0; i < n; ++i) out.push_back(to_record(*records[i]));
+  for (int i = 0; i < n; ++i) {
+    out.push_back(to_record(*records[i]));
+    describe(records[i]->dom, out.back());
+  }
+  std::lock_guard lock(cache_mu_);
+  std::erase_if(cache_, [&](const auto& entry) {  // forget domains that stopped
+    return std::none_of(out.begin(), out.end(), [&](const DomainRecord& r) {
+      return entry.first == r.uuid + "/" + std::to_string(r.id);
+    });
+  });
   return out;
+}
+
+void LibvirtHypervisor::set_metadata_uris(std::vector<std::string> uris) {
+  std::lock_guard lock(cache_mu_);
+  metadata_uris_ = std::move(uris);
+  cache_.clear();
+}
+
+// Title and metadata cost one call each; they are cached per domain start and refreshed when
+// libvirt reports a metadata change.
+void LibvirtHypervisor::describe(virDomainPtr dom, DomainRecord& record) {
+  std::string key = record.uuid + "/" + std::to_string(record.id);
+  std::lock_guard lock(cache_mu_);
+  auto cached = cache_.find(key);
+  if (cached == cache_.end()) {
+    Descriptive d;
+    auto fetch = [&](int type, const char* uri) {
+      char* text = virDomainGetMetadata(dom, type, uri, VIR_DOMAIN_AFFECT_LIVE);
+      std::string out = text ? text : "";
+      free(text);  // NOLINT: allocated by libvirt
+      return out;
+    };
+    d.title = fetch(VIR_DOMAIN_METADATA_TITLE, nullptr);
+    for (const auto& uri : metadata_uris_) d.metadata[uri] = fetch(VIR_DOMAIN_METADATA_ELEMENT, uri.c_str());
+    cached = cache_.emplace(key, std::move(d)).first;
+  }
+  record.title = cached->second.title;
+  record.metadata = cached->second.metadata;
+}
+
+int LibvirtHypervisor::on_metadata(virConnectPtr, virDomainPtr dom, int, const char*, void* self) {
+  auto* h = static_cast<LibvirtHypervisor*>(self);
+  {
+    std::lock_guard lock(h->cache_mu_);
+    h->cache_.clear();
+  }
+  if (h->events_.domain_changed) h->events_.domain_changed(std::string(virDomainGetName(dom)) + " metadata changed");
+  return 0;
 }
 
 int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* self) {

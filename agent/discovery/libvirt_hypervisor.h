@@ -5,6 +5,8 @@
 #include <libvirt/libvirt.h>
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -23,8 +25,16 @@ class LibvirtHypervisor final : public Hypervisor {
   bool connected() const override { return conn_ != nullptr; }
   void disconnect() override;
   Result<std::vector<DomainRecord>> running_domains() override;
+  void set_metadata_uris(std::vector<std::string> uris) override;
 
  private:
+  struct Descriptive {
+    std::string title;
+    std::map<std::string, std::string> metadata;
+  };
+  void describe(virDomainPtr dom, DomainRecord& record);
+  static int on_metadata(virConnectPtr, virDomainPtr, int type, const char* uri, void* self);
+
   static int on_lifecycle(virConnectPtr, virDomainPtr, int event, int detail, void* self);
   static void on_close(virConnectPtr, int reason, void* self);
 
@@ -32,6 +42,10 @@ class LibvirtHypervisor final : public Hypervisor {
   HypervisorEvents events_;
   virConnectPtr conn_ = nullptr;
   int lifecycle_id_ = -1;
+  int metadata_id_ = -1;
+  std::vector<std::string> metadata_uris_;
+  std::mutex cache_mu_;  // the cache is cleared from libvirt's event thread
+  std::map<std::string, Descriptive> cache_;  // by "uuid/id": title and metadata change rarely
   std::atomic<bool> stop_{false};
   std::thread event_thread_;
 };

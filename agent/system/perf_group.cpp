@@ -11,9 +11,9 @@ constexpr uint64_t kReadFormat = PERF_FORMAT_GROUP | PERF_FORMAT_ID |
 }  // namespace
 
 PerfGroup PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
-                          OpenErrors& errors) {
+                          const std::vector<size_t>& slots, OpenErrors& errors) {
   PerfGroup group(events.size());
-  for (size_t slot = 0; slot < events.size(); ++slot) {
+  for (size_t slot : slots) {
     perf_event_attr attr = events[slot].attr;
     attr.read_format = kReadFormat;
     int leader = group.valid() ? group.fds_.front().get() : -1;

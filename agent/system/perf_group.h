@@ -32,10 +32,10 @@ struct EventAttr {
 
 class PerfGroup {
  public:
-  // Opens every event it can on `tid` with the attrs as planned (see event_plan.h); the first
-  // that opens leads. Failures are counted in `errors`; if nothing opened, valid() is false.
+  // Opens the events at `slots` on `tid` with the attrs as planned (see event_plan.h); the
+  // first that opens leads; readings are indexed by slot over all of `events`. Failures are counted in `errors`; if nothing opened, valid() is false.
   static PerfGroup open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
-                        OpenErrors& errors);
+                        const std::vector<size_t>& slots, OpenErrors& errors);
 
   bool valid() const { return !fds_.empty(); }
   size_t fd_count() const { return fds_.size(); }

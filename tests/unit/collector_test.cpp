@@ -68,15 +68,18 @@ size_t open_fds() {
   return static_cast<size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
 }
 
-// task-clock, planned for this host as the agent plans it.
-std::vector<PlannedEvent> events() {
+// A default policy counting task-clock, planned for this host as the agent plans it.
+CollectorPlan events() {
   RealPerfBackend perf;
   HostModel host = probe_host(HostRoot("/"));
-  return plan_events(HostRoot("/"), perf, {std::get<EventSpec>(parse_event_spec("task-clock"))}, GuestMode::kAuto,
-                     host, builtin_quirks());
+  Policy policy;
+  policy.name = "default";
+  policy.events = {{std::get<EventSpec>(parse_event_spec("task-clock")), GuestMode::kAuto, {}}};
+  auto planned = plan_events(HostRoot("/"), perf, policy.events, host, builtin_quirks());
+  return CollectorPlan{{}, make_policy_plan(policy, std::move(planned), 4), {}};
 }
 
-DomainRecord domain(unsigned vcpus, int id = 1) { return DomainRecord{"vm \"1\"", kUuid, id, vcpus, {}}; }
+DomainRecord domain(unsigned vcpus, int id = 1) { return DomainRecord{"vm \"1\"", kUuid, id, vcpus, "", {}, {}}; }
 
 const VcpuSample* vcpu(const Snapshot& s, unsigned index) {
   for (const auto& v : s.vms.at(0).vcpus) {
@@ -168,7 +171,7 @@ TEST(Collector, AVmWithoutItsProcessIsReportedNotInvented) {
   QemuFixture qemu;
   RealPerfBackend perf;
   Collector collector(qemu.root(), perf, events());
-  DomainRecord other{"ghost", "00000000-0000-0000-0000-000000000000", 3, 1, {}};
+  DomainRecord other{"ghost", "00000000-0000-0000-0000-000000000000", 3, 1, "", {}, {}};
   Snapshot s = collector.collect(std::vector<DomainRecord>{other});
   ASSERT_EQ(s.vms.size(), 1u);
   EXPECT_FALSE(s.vms[0].mapped);

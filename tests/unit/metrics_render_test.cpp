@@ -13,7 +13,7 @@ std::string scrape(const Snapshot& s) {
 
 Snapshot one_vm(std::string name) {
   Snapshot s;
-  VmSample vm{std::move(name), "3cd4a570-41dc-49b4-9ff4-5bb95413e660", true, {}, {{"host_user", 1.5}}};
+  VmSample vm{std::move(name), "3cd4a570-41dc-49b4-9ff4-5bb95413e660", "default", true, {}, {{"host_user", 1.5}}, {}};
   vm.vcpus.push_back({0, {{"all", 2.5}}, 0.25, {{"all", 10}}, {{"task-clock", "all", 9, 1, 1}}});
   s.vms.push_back(vm);
   s.sources.push_back({"perf:kvm:kvm_exit", false, "never fires"});

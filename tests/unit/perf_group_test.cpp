@@ -59,7 +59,7 @@ TEST(PerfGroup, CountsGrowOnALiveThreadWithOneReadPerGroup) {
   Worker worker;
   RealPerfBackend perf;
   OpenErrors errors;
-  auto group = PerfGroup::open(perf, worker.tid, software({"task-clock", "page-faults", "cs"}), errors);
+  auto group = PerfGroup::open(perf, worker.tid, software({"task-clock", "page-faults", "cs"}), {0, 1, 2}, errors);
   ASSERT_TRUE(group.valid());
   ASSERT_TRUE(errors.empty());
   EXPECT_EQ(group.fd_count(), 3u);
@@ -79,7 +79,7 @@ TEST(PerfGroup, AThreadThatExitedKeepsItsFinalCountAndProcfsSaysSo) {
   OpenErrors errors;
   auto worker = std::make_unique<Worker>();
   pid_t tid = worker->tid;
-  auto group = PerfGroup::open(perf, tid, software({"task-clock"}), errors);
+  auto group = PerfGroup::open(perf, tid, software({"task-clock"}), {0}, errors);
   auto reader = ThreadReader::open(HostRoot("/"), ::getpid(), tid);
   ASSERT_TRUE(group.valid());
   ASSERT_TRUE(reader.ok());
@@ -97,7 +97,7 @@ TEST(PerfGroup, OpeningOnAGoneThreadCountsEsrchAndOpensNothing) {
   std::thread([&] { tid = gettid_(); }).join();
   RealPerfBackend perf;
   OpenErrors errors;
-  auto group = PerfGroup::open(perf, tid, software({"task-clock", "page-faults"}), errors);
+  auto group = PerfGroup::open(perf, tid, software({"task-clock", "page-faults"}), {0, 1}, errors);
   EXPECT_FALSE(group.valid());
   EXPECT_EQ((errors[{"task-clock", "ESRCH"}]), 1u);
   EXPECT_EQ(errors.size(), 1u);  // stops at the first ESRCH

@@ -1,0 +1,92 @@
+#include "policy/policy_select.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/system/host_probe.h"
+#include "policy/host_check.h"
+
+using namespace kvmprof;
+
+namespace {
+
+AgentConfig config(const std::string& yaml) {
+  auto parsed = parse_agent_config(yaml, "p.yaml");
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&parsed)) {
+    ADD_FAILURE() << errors->front().format();
+    return {};
+  }
+  return std::get<AgentConfig>(parsed);
+}
+
+const char* kPolicies = R"(version: 1
+policies:
+  - name: by-uuid
+    match: {uuid: 3CD4A570-41DC-49B4-9FF4-5BB95413E660}
+  - name: tenant-a
+    match: {domain: "tenant-a-*"}
+  - name: tenant-a-gold
+    match: {domain: "tenant-a-gold", title: "gold"}
+  - name: investigate
+    match: {metadata: {uri: "https://kvmprof.example/1", key: level, value: investigate}}
+  - name: numbered
+    match: {domain: "vm[0-9]?"}
+)";
+
+std::string pick(const AgentConfig& c, DomainFacts d) {
+  size_t i = select_policy(c.policies, d);
+  return i == c.policies.size() ? "default" : c.policies[i].name;
+}
+
+}  // namespace
+
+TEST(PolicySelect, FirstMatchInFileOrderThenDefault) {
+  AgentConfig c = config(kPolicies);
+  EXPECT_EQ(pick(c, {"tenant-a-1", "x", "", {}}), "tenant-a");
+  EXPECT_EQ(pick(c, {"tenant-a-gold", "x", "gold", {}}), "tenant-a");  // the earlier policy wins
+  EXPECT_EQ(pick(c, {"tenant-a-1", "3cd4a570-41dc-49b4-9ff4-5bb95413e660", "", {}}), "by-uuid");  // UUIDs ignore case
+  EXPECT_EQ(pick(c, {"other", "x", "", {}}), "default");
+}
+
+TEST(PolicySelect, GlobsAndTitles) {
+  AgentConfig c = config(kPolicies);
+  EXPECT_EQ(pick(c, {"vm7a", "x", "", {}}), "numbered");
+  EXPECT_EQ(pick(c, {"vmx1", "x", "", {}}), "default");
+  EXPECT_TRUE(glob_match("a*b?c[!0-9]", "aXYZbQcz"));
+  EXPECT_FALSE(glob_match("a*b?c[!0-9]", "aXYZbQc5"));
+  EXPECT_TRUE(glob_match("*", ""));
+}
+
+TEST(PolicySelect, MetadataKeyWithOrWithoutNamespacePrefix) {
+  AgentConfig c = config(kPolicies);
+  std::string uri = "https://kvmprof.example/1";
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<profile xmlns=\"https://kvmprof.example/1\"><level>investigate</level></profile>"}}}),
+            "investigate");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<k:profile xmlns:k=\"u\"><k:level> investigate </k:level></k:profile>"}}}),
+            "investigate");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<profile><level>investigated</level></profile>"}}}), "default");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{"https://other", "<level>investigate</level>"}}}), "default");
+  EXPECT_EQ(metadata_uris(c.policies), std::vector<std::string>{uri});
+}
+
+TEST(HostCheck, ExplicitRefusalsAreConfigErrorsAtTheEvent) {
+  AgentConfig c = config(R"(version: 1
+policies:
+  - name: pebs
+    match: {domain: "x*"}
+    events:
+      - "cycles:pG"
+      - {event: "cycles:p", guest: include}
+      - "cycles:pp"
+)");
+  HostModel skylake = probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/intel-skylake-client-new-ucode"));
+  auto errors = refusals_on_host(c, "p.yaml", skylake, builtin_quirks());
+  ASSERT_EQ(errors.size(), 2u);  // auto (the third) is never an error
+  EXPECT_EQ(errors[0].line, 6);
+  EXPECT_EQ(errors[0].column, 9);
+  EXPECT_NE(errors[0].message.find("precise-exclude-host-hang"), std::string::npos);
+  EXPECT_NE(errors[0].message.find("source: "), std::string::npos);
+  EXPECT_EQ(errors[1].line, 7);
+  EXPECT_NE(errors[1].message.find("intel-pebs-host-only"), std::string::npos);
+  HostModel here = probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/this-machine"));
+  EXPECT_TRUE(refusals_on_host(c, "p.yaml", here, builtin_quirks()).empty());  // unsupported, not refused
+}
