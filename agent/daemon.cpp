@@ -67,6 +67,7 @@ Daemon::Daemon(AgentConfig config, std::string config_path, std::string root)
       root_(std::move(root)),
       host_(probed(root_, perf_)),
       collector_(root_, perf_, plan(config_)) {
+  cycle_ = plan(config_).cycle();
   metrics_ = std::make_shared<MetricsCollectable>(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION});
 }
 
@@ -77,7 +78,7 @@ CollectorPlan Daemon::plan(const AgentConfig& config) {
     return make_policy_plan(policy, plan_events(root_, perf_, policy.events, host_, builtin_quirks()),
                             config.limits.max_group_size);
   };
-  CollectorPlan out{{}, one(config.default_policy), config.limits};
+  CollectorPlan out{{}, one(config.default_policy), config.limits, config.interval};
   for (const auto& policy : config.policies) out.policies.push_back(one(policy));
   return out;
 }
@@ -148,7 +149,7 @@ void Daemon::cycle() {
   Snapshot snapshot = collector_.collect(domains);
   snapshot.libvirt_up = domains.has_value();
   publish(std::move(snapshot), Clock::now() - start);
-  arm_cycle(config_.interval - (Clock::now() - start));
+  arm_cycle(cycle_ - (Clock::now() - start));
 }
 
 void Daemon::publish(Snapshot snapshot, Clock::duration took) {
@@ -240,7 +241,9 @@ void Daemon::reload(const std::string& why) {
   next->listen = config_.listen;
   next->metrics_path = config_.metrics_path;
   config_ = std::move(*next);
-  collector_.apply(plan(config_));
+  CollectorPlan next_plan = plan(config_);
+  cycle_ = next_plan.cycle();
+  collector_.apply(std::move(next_plan));
   libvirt_->set_metadata_uris(metadata_uris(config_.policies));
   reload_success_at_ = unix_now();
   log_info("reload (" + why + "): applied " + std::to_string(config_.policies.size()) + " policies");

@@ -53,6 +53,7 @@ class Daemon {
   boost::asio::steady_timer cycle_timer_{io_};
   boost::asio::steady_timer reconnect_timer_{io_};
   std::chrono::milliseconds backoff_{1000};
+  std::chrono::milliseconds cycle_{5000};  // the shortest interval of any policy
   Collector collector_;
   SnapshotStore store_;
   std::shared_ptr<MetricsCollectable> metrics_;

@@ -54,6 +54,9 @@ struct VmFamilies {
   MetricFamily running = family("kvmprof_vcpu_event_running_seconds_total",
                                 "Time the event's counter was on the PMU (< enabled: multiplexed).",
                                 MetricType::Counter);
+  MetricFamily vm_events = family("kvmprof_vm_events_total",
+                                  "perf counts summed over the VM's vCPUs (policies with aggregation per_vm).",
+                                  MetricType::Counter);
 };
 
 void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
@@ -73,7 +76,8 @@ void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
 
 void render_vm(VmFamilies& f, const VmSample& vm) {
   Labels labels{{"domain", vm.name}, {"uuid", vm.uuid}};
-  add(f.info, labels, 1);
+  add(f.info, with(labels, "policy", vm.policy), 1);
+  for (const auto& e : vm.events) add(f.vm_events, with(with(labels, "event", e.event), "mode", e.mode), e.value);
   add(f.mapped, labels, vm.mapped ? 1 : 0);
   for (const auto& m : vm.emulator_cpu) add(f.emulator, with(labels, "mode", m.mode), m.seconds);
   for (const auto& vcpu : vm.vcpus) render_vcpu(f, labels, vcpu);
@@ -124,6 +128,13 @@ void render_health(std::vector<MetricFamily>& out, const Snapshot& s, const Buil
                      {"precise", std::to_string(e.precise)}, {"status", e.status},
                      {"counts", e.semantics}, {"reason", e.reason}}, 1);
   }
+  out.push_back(family("kvmprof_limit_action_info",
+                       "What a host limit took from a policy: action per_vm (aggregated instead of per "
+                       "vCPU) or dropped (the event is not counted).",
+                       MetricType::Gauge));
+  for (const auto& a : s.limit_actions) {
+    add(out.back(), {{"policy", a.policy}, {"action", a.action}, {"event", a.event}}, 1);
+  }
   out.push_back(family("kvmprof_source_up",
                        "1 when a measurement source is live on this host; 0 when it is not "
                        "(its series are then absent, not zero).",
@@ -145,7 +156,7 @@ std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& buil
   VmFamilies f;
   for (const auto& vm : snapshot.vms) render_vm(f, vm);
   std::vector<MetricFamily> out{f.info, f.mapped, f.cpu, f.wait, f.emulator, f.exits, f.events,
-                                f.enabled, f.running};
+                                f.enabled, f.running, f.vm_events};
   render_health(out, snapshot, build);
   out.push_back(error_counter("kvmprof_perf_open_errors_total", "Failed perf_event_open calls.",
                               "event", "errno", snapshot.perf_open_errors));

@@ -40,7 +40,7 @@ PolicyPlan truncated(const PolicyPlan& plan, size_t keep, size_t max_group_size)
     if (!e.counters.empty() && keep-- == 0) break;
     events.push_back(e);
   }
-  Policy policy{plan.name, plan.match, {}, plan.aggregation, {}, plan.priority, {}};
+  Policy policy{plan.name, plan.match, {}, plan.aggregation, plan.interval, plan.priority, {}};
   return make_policy_plan(policy, std::move(events), max_group_size);
 }
 
@@ -50,6 +50,12 @@ size_t counted_events(const PolicyPlan& plan) {
 }
 
 }  // namespace
+
+std::chrono::milliseconds CollectorPlan::cycle() const {
+  std::chrono::milliseconds shortest = interval;
+  for (const auto& p : policies) shortest = std::min(shortest, p.interval.value_or(interval));
+  return std::min(shortest, default_policy.interval.value_or(interval));
+}
 
 Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
     : root_(std::move(root)), perf_(perf), ns_per_tick_(ns_per_tick()) {
@@ -70,6 +76,7 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
   if (domains) sync(*domains);
   CollectContext ctx{root_, perf_, ns_per_tick_, open_errors_, read_errors_};
   const bool reconcile = cycles_++ % kRescanEvery == 0;
+  const auto now = std::chrono::steady_clock::now();
   for (auto& [uuid, vm] : vms_) {
     auto plan = plan_for(vm.record);
     if (!vm.state) attach(vm, plan);
@@ -78,6 +85,8 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
       if (vm.state->plan().key() != plan->key()) log_info("VM " + vm.record.name + ": counters reopened for policy " + plan->name);
       vm.state->switch_plan(ctx, plan);
     }
+    if (now < vm.next_read) continue;  // its policy reads it less often; the last values stand
+    vm.next_read = now + plan->interval.value_or(config_.interval) - config_.cycle() / 2;
     const unsigned expected = vm.record.vcpus_current;
     bool rescan = reconcile || vm.state->needs_rescan(expected);
     if (rescan && !vm.state->refresh_threads(ctx, expected)) {

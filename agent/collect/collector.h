@@ -1,6 +1,7 @@
 #pragma once
 // Collector: one collection cycle. Follows the domains libvirt reports, gives each its policy,
 // reads every thread's procfs files and counter groups once, and produces a Snapshot.
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,6 +21,10 @@ struct CollectorPlan {
   std::vector<PolicyPlan> policies;
   PolicyPlan default_policy;
   Limits limits;
+  std::chrono::milliseconds interval{5000};  // for policies without their own
+
+  // How often collect() must run so every policy is read on time.
+  std::chrono::milliseconds cycle() const;
 };
 
 class Collector {
@@ -39,6 +44,7 @@ class Collector {
     DomainRecord record;
     std::unique_ptr<VmState> state;  // null while the QEMU process is not found
     std::string problem;             // why the VM is not (fully) mapped; logged once
+    std::chrono::steady_clock::time_point next_read{};  // per its policy's interval
   };
 
   void sync(const std::vector<DomainRecord>& domains);

@@ -2,6 +2,8 @@
 // What the agent counts on every vCPU thread: each configured event decided for this host by
 // the policy engine, then opened once at start on the agent's own thread through the open
 // ladder, so every vCPU thread later gets the attrs the kernel actually accepts.
+#include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,7 @@ struct PolicyPlan {
   Selector match;
   Aggregation aggregation = Aggregation::kPerVcpu;
   int priority = 0;
+  std::optional<std::chrono::milliseconds> interval;  // the policy's own; else the agent's
   std::vector<PlannedEvent> events;
   std::vector<EventAttr> slots;             // every counter of every counted event
   std::vector<std::vector<size_t>> groups;  // slot indices per perf group (one read each)

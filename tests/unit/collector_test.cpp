@@ -4,6 +4,7 @@
 // real thread ids, so counts, exits and fds are the kernel's own.
 #include "agent/collect/collector.h"
 #include "agent/system/host_probe.h"
+#include "tests/support/fake_qemu.h"
 
 #include <gtest/gtest.h>
 #include <pthread.h>
@@ -17,52 +18,10 @@
 #include <thread>
 
 using namespace kvmprof;
+using namespace kvmprof::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-const std::string kUuid = "3cd4a570-41dc-49b4-9ff4-5bb95413e660";
-
-// A busy thread that names itself like a QEMU vCPU thread ("CPU n/KVM") or an emulator one.
-class FakeQemuThread {
- public:
-  explicit FakeQemuThread(std::string name) : thread_([this, name] {
-      pthread_setname_np(pthread_self(), name.c_str());
-      tid_ = static_cast<pid_t>(::syscall(SYS_gettid));
-      while (!stop_) {
-      }  // spin: stop_ is atomic, so the loop is not optimised away
-    }) {
-    while (tid_ == 0) std::this_thread::yield();
-  }
-  ~FakeQemuThread() {
-    stop_ = true;
-    thread_.join();
-  }
-  pid_t tid() const { return tid_; }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<pid_t> tid_{0};
-  std::thread thread_;
-};
-
-class QemuFixture {
- public:
-  QemuFixture() : dir_(fs::temp_directory_path() / ("kvmprof-root-" + std::to_string(::getpid()))) {
-    fs::create_directories(dir_ / "proc/4242/task");
-    std::ofstream(dir_ / "proc/4242/cmdline") << std::string("qemu\0-uuid\0", 11) << kUuid << '\0';
-  }
-  ~QemuFixture() { fs::remove_all(dir_); }
-  void add(pid_t tid) {
-    fs::create_directory_symlink("/proc/" + std::to_string(::getpid()) + "/task/" + std::to_string(tid),
-                                 dir_ / "proc/4242/task" / std::to_string(tid));
-  }
-  void remove(pid_t tid) { fs::remove(dir_ / "proc/4242/task" / std::to_string(tid)); }
-  HostRoot root() const { return HostRoot(dir_.string()); }
-
- private:
-  fs::path dir_;
-};
 
 size_t open_fds() {
   return static_cast<size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
@@ -76,7 +35,7 @@ CollectorPlan events() {
   policy.name = "default";
   policy.events = {{std::get<EventSpec>(parse_event_spec("task-clock")), GuestMode::kAuto, {}}};
   auto planned = plan_events(HostRoot("/"), perf, policy.events, host, builtin_quirks());
-  return CollectorPlan{{}, make_policy_plan(policy, std::move(planned), 4), {}};
+  return CollectorPlan{{}, make_policy_plan(policy, std::move(planned), 4), {}, std::chrono::milliseconds(0)};  // read every VM on every collect()
 }
 
 DomainRecord domain(unsigned vcpus, int id = 1) { return DomainRecord{"vm \"1\"", kUuid, id, vcpus, "", {}, {}}; }
