@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 #include "agent/discovery/qemu_process.h"
 
@@ -83,8 +84,8 @@ void VmState::open_groups(CollectContext& ctx, pid_t tid, VcpuThread& vcpu) cons
 }
 
 void VmState::switch_plan(CollectContext& ctx, std::shared_ptr<const PolicyPlan> plan) {
-  const PolicyPlan& old_plan = *plan_;
-  plan_ = std::move(plan);
+  const std::shared_ptr<const PolicyPlan> old = std::exchange(plan_, std::move(plan));  // may be its last owner
+  const PolicyPlan& old_plan = *old;
   for (auto& [tid, vcpu] : vcpus_) {
     std::map<std::pair<std::string, std::string>, double> carried;
     for (size_t slot = 0; slot < old_plan.slots.size(); ++slot) {
