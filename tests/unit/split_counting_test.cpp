@@ -3,6 +3,9 @@
 // the guest side cannot be counted it is absent, never zero.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <tuple>
+
 #include "agent/collect/collector.h"
 #include "agent/system/host_probe.h"
 #include "tests/support/fake_kernel.h"
@@ -114,4 +117,37 @@ TEST(SplitCounting, PerVmAggregationSumsTheVcpus) {
   for (const auto& vcpu : vm.vcpus) EXPECT_TRUE(vcpu.events.empty());
   ASSERT_EQ(vm.events.size(), 2u);
   for (const auto& e : vm.events) EXPECT_DOUBLE_EQ(e.value, e.mode == "host" ? 2000 : 6000) << e.mode;
+}
+
+TEST(Limits, LowPriorityPoliciesAggregatePerVmThenLoseEvents) {
+  FakeKernel kernel = linux_6_1_intel();
+  HostModel host = fixture("intel-skylake-client-new-ucode");
+  QemuFixture qemu;
+  FakeQemuThread cpu0("CPU 0/KVM");
+  qemu.add(cpu0.tid());
+  Policy important = policy({{"cycles", GuestMode::kSplit}});
+  important.name = "important";
+  important.priority = 10;
+  important.match.domain = "important-*";
+  Policy batch = policy({{"instructions", GuestMode::kSplit}, {"branches", GuestMode::kSplit}});  // the default
+  auto plan_of = [&](const Policy& p) {
+    return make_policy_plan(p, plan_events(qemu.root(), kernel, p.events, host, builtin_quirks()), 4);
+  };
+  Limits limits;
+  limits.max_series = 20;   // important per vCPU (11) + batch per vCPU (17) do not fit; batch per VM (9) does
+  limits.max_counters = 4;  // important needs 2, batch 4: batch keeps one event (2 counters)
+  Collector collector(qemu.root(), kernel, {{plan_of(important)}, plan_of(batch), limits, std::chrono::milliseconds(0)});
+  Snapshot s = collector.collect(std::vector<DomainRecord>{{"important-1", "00000000-0000-0000-0000-000000000001", 1, 1, "", {}, {}},
+                                                         {"batch-1", kUuid, 2, 1, "", {}, {}}});
+  std::set<std::tuple<std::string, std::string, std::string>> actions;
+  for (const auto& a : s.limit_actions) actions.emplace(a.policy, a.action, a.event);
+  EXPECT_TRUE(actions.contains({"default", "per_vm", ""}));
+  EXPECT_TRUE(actions.contains({"default", "dropped", "branches"}));
+  for (const auto& a : s.limit_actions) EXPECT_NE(a.policy, "important");
+  for (const auto& vm : s.vms) {
+    if (vm.name == "batch-1") {
+      ASSERT_EQ(vm.policy, "default");
+      for (const auto& e : vm.events) EXPECT_EQ(e.event, "instructions");  // aggregated, one event left
+    }
+  }
 }
