@@ -118,13 +118,59 @@ def compare_scrapes(agent, exporter_url, exporter_pid, scrapes):
           f"mean latency {a[1] / e[1]:.3f}")
 
 
+def perf_fds(pid):
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+        except OSError:
+            pass
+    return n
+
+
+def growth(agent_binary, sizes, seconds):
+    """Counters, syscalls and CPU per cycle with real VMs, as their number grows."""
+    print(f"{'vms':>4} {'vcpu_threads':>12} {'perf_counters':>13} {'syscalls/cycle':>14} "
+          f"{'perf_reads/cycle':>16} {'cpu_ms/cycle':>12}")
+    tmp = tempfile.TemporaryDirectory(prefix="kvmprof-growth-")
+    os.chmod(tmp.name, 0o755)
+    vms = []
+    try:
+        for size in sizes:
+            while len(vms) < size:
+                vms.append(h.Vm(tmp.name, f"kvmprof-growth-{len(vms)}", vcpus=1, busy=1))
+            agent = h.Agent(agent_binary, tmp.name, interval="1s")
+            try:
+                h.wait_for("counters", lambda: len(h.select(agent.scrape(), "kvmprof_vcpu_events_total",
+                                                            event="task-clock")) == size, timeout=60)
+                pid = agent.proc.pid
+                c0, cpu0 = cycles(agent), cpu_seconds(pid)
+                time.sleep(seconds)  # CPU without strace attached
+                cpu_per_cycle = (cpu_seconds(pid) - cpu0) / (cycles(agent) - c0)
+                c0 = cycles(agent)
+                kinds, _ = strace_calls(pid, seconds)
+                n = cycles(agent) - c0
+                print(f"{size:>4} {size:>12} {perf_fds(pid):>13} {sum(kinds.values()) / n:>14.1f} "
+                      f"{kinds.get('perf', 0) / n:>16.1f} {1000 * cpu_per_cycle:>12.2f}")
+            finally:
+                agent.stop()
+    finally:
+        for vm in vms:
+            vm.destroy()
+        tmp.cleanup()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--agent", required=True)
+    p.add_argument("--growth", action="store_true", help="counters/syscalls/CPU per cycle for 2, 4, 8 VMs")
     p.add_argument("--vms", type=int, default=10)
     p.add_argument("--scrapes", type=int, default=50)
     p.add_argument("--seconds", type=float, default=20)
     args = p.parse_args()
+    if args.growth:
+        growth(os.path.abspath(args.agent), [2, 4, 8], args.seconds)
+        return
     tmp = tempfile.TemporaryDirectory(prefix="kvmprof-bench-")
     os.chmod(tmp.name, 0o755)
     h.libvirt_up()
