@@ -49,6 +49,55 @@ size_t counted_events(const PolicyPlan& plan) {
                                            [](const PlannedEvent& e) { return !e.counters.empty(); }));
 }
 
+// What the policies ask of this host, for the limits.
+struct LimitState {
+  std::map<std::string, PolicyPlan> plans;
+  std::map<std::string, size_t> vcpus;
+  std::map<std::string, size_t> vms;
+
+  size_t counters() {
+    size_t n = 0;
+    for (const auto& [name, p] : plans) n += vcpus[name] * p.slots.size();
+    return n;
+  }
+  // Estimated series: per vCPU its CPU/wait/exit series, plus per counter 3 series per vCPU
+  // (value, enabled, running) or 1 per VM when aggregated.
+  size_t series() {
+    size_t n = 0;
+    for (const auto& [name, p] : plans) {
+      size_t per_counter = p.aggregation == Aggregation::kPerVm ? vms[name] : vcpus[name] * 3;
+      n += vcpus[name] * kSeriesPerVcpu + per_counter * p.slots.size();
+    }
+    return n;
+  }
+};
+
+void aggregate_for_series(LimitState& state, const std::vector<std::string>& order, size_t max_series,
+                          std::vector<LimitAction>& actions) {
+  for (const auto& name : order) {
+    if (max_series == 0 || state.series() <= max_series) return;
+    if (state.plans[name].aggregation == Aggregation::kPerVm || state.vcpus[name] == 0) continue;
+    state.plans[name].aggregation = Aggregation::kPerVm;
+    actions.push_back({name, "per_vm", ""});
+  }
+}
+
+void drop_for_counters(LimitState& state, const std::vector<std::string>& order, const Limits& limits,
+                       std::vector<LimitAction>& actions) {
+  for (const auto& name : order) {
+    PolicyPlan& plan = state.plans[name];
+    while (limits.max_counters > 0 && state.counters() > limits.max_counters && state.vcpus[name] > 0 &&
+           counted_events(plan) > 0) {
+      PolicyPlan smaller = truncated(plan, counted_events(plan) - 1, limits.max_group_size);
+      for (const auto& e : plan.events) {
+        bool kept = std::any_of(smaller.events.begin(), smaller.events.end(), [&](const auto& k) { return k.event == e.event; });
+        if (!kept && !e.counters.empty()) actions.push_back({name, "dropped", e.event});
+      }
+      plan = std::move(smaller);
+    }
+  }
+}
+
 }  // namespace
 
 std::chrono::milliseconds CollectorPlan::cycle() const {
@@ -144,54 +193,31 @@ std::shared_ptr<const PolicyPlan> Collector::plan_for(const DomainRecord& r) con
 // aggregated per VM first; when open counters exceed limits.max_counters, they lose events
 // from the end of their list. Each step is reported as a LimitAction.
 void Collector::enforce_limits() {
-  std::map<std::string, PolicyPlan> plans;
-  std::map<std::string, size_t> vcpus, vms;
-  for (const PolicyPlan* p : all_plans(config_)) plans.emplace(p->name, *p);
+  LimitState state;
+  for (const PolicyPlan* p : all_plans(config_)) state.plans.emplace(p->name, *p);
   for (const auto& [uuid, vm] : vms_) {
     std::string name = policy_name(vm.record);
-    vcpus[name] += vm.record.vcpus_current;
-    ++vms[name];
+    state.vcpus[name] += vm.record.vcpus_current;
+    ++state.vms[name];
   }
-  auto counters = [&] {
-    size_t n = 0;
-    for (const auto& [name, p] : plans) n += vcpus[name] * p.slots.size();
-    return n;
-  };
-  auto series = [&] {
-    size_t n = 0;
-    for (const auto& [name, p] : plans) {
-      n += vcpus[name] * kSeriesPerVcpu + (p.aggregation == Aggregation::kPerVm ? vms[name] : vcpus[name] * 3) * p.slots.size();
-    }
-    return n;
-  };
   std::vector<std::string> order;  // lowest priority first; among equals, later policies first
   for (const PolicyPlan* p : all_plans(config_)) order.insert(order.begin(), p->name);
-  std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) { return plans[a].priority < plans[b].priority; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const auto& a, const auto& b) { return state.plans[a].priority < state.plans[b].priority; });
   limit_actions_.clear();
-  const Limits& limits = config_.limits;
-  for (const auto& name : order) {
-    if (limits.max_series == 0 || series() <= limits.max_series) break;
-    if (plans[name].aggregation == Aggregation::kPerVm || vcpus[name] == 0) continue;
-    plans[name].aggregation = Aggregation::kPerVm;
-    limit_actions_.push_back({name, "per_vm", ""});
-  }
-  for (const auto& name : order) {
-    while (limits.max_counters > 0 && counters() > limits.max_counters && vcpus[name] > 0 && counted_events(plans[name]) > 0) {
-      size_t keep = counted_events(plans[name]) - 1;
-      PolicyPlan smaller = truncated(plans[name], keep, limits.max_group_size);
-      for (const auto& e : plans[name].events) {
-        bool kept = std::any_of(smaller.events.begin(), smaller.events.end(), [&](const auto& k) { return k.event == e.event; });
-        if (!kept && !e.counters.empty()) limit_actions_.push_back({name, "dropped", e.event});
-      }
-      plans[name] = std::move(smaller);
-    }
-  }
+  aggregate_for_series(state, order, config_.limits.max_series, limit_actions_);
+  drop_for_counters(state, order, config_.limits, limit_actions_);
   for (const auto& a : limit_actions_) log_warning("limit: policy " + a.policy + " " + a.action + (a.event.empty() ? "" : " " + a.event));
+  publish(std::move(state.plans));
+}
+
+// Plans whose counters stay the same keep their pointer, so their VMs are not reopened.
+void Collector::publish(std::map<std::string, PolicyPlan> plans) {
   std::map<std::string, std::shared_ptr<const PolicyPlan>> effective;
   for (auto& [name, p] : plans) {
     auto current = effective_.find(name);
     bool same = current != effective_.end() && current->second->key() == p.key() &&
-                current->second->aggregation == p.aggregation;  // keep the pointer: no reopen
+                current->second->aggregation == p.aggregation;
     effective[name] = same ? current->second : std::make_shared<const PolicyPlan>(std::move(p));
   }
   effective_ = std::move(effective);

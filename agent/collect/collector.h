@@ -51,6 +51,7 @@ class Collector {
   void attach(Vm& vm, const std::shared_ptr<const PolicyPlan>& plan);
   void set_problem(Vm& vm, const std::string& reason, const std::string& detail);
   void enforce_limits();
+  void publish(std::map<std::string, PolicyPlan> plans);
   std::string policy_name(const DomainRecord& record) const;
   std::shared_ptr<const PolicyPlan> plan_for(const DomainRecord& record) const;
   void update_liveness();

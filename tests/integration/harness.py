@@ -250,3 +250,20 @@ class PerfStatStream:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.reader.join(timeout=5)
+
+
+def main(set_agent):
+    """Runs the calling module's tests: --agent PATH is handed to set_agent; exit 77 (skipped)
+    when not root, because libvirtd, QEMU and perf on other threads need it."""
+    import argparse
+    import sys
+    import unittest
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agent", required=True)
+    args, rest = parser.parse_known_args()
+    set_agent(os.path.abspath(args.agent))
+    if os.geteuid() != 0:
+        print("skipped: needs root to run libvirtd, QEMU and perf on other threads")
+        return 77
+    result = unittest.main(module="__main__", argv=[sys.argv[0], "-v"] + rest, exit=False).result
+    return 0 if result.wasSuccessful() else 1

@@ -3,7 +3,6 @@
 
 Usage: test_agent.py --agent PATH/kvmprof-agent. Needs root (exit 77 = skipped otherwise).
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -173,18 +172,10 @@ class AgentAgainstRealVms(unittest.TestCase):
         self.assertIn(self.odd.uuid, self.vm_uuids(self.agent.scrape()))
 
 
-def main():
+def set_agent(path):
     global AGENT
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--agent", required=True)
-    args, rest = parser.parse_known_args()
-    AGENT = os.path.abspath(args.agent)
-    if os.geteuid() != 0:
-        print("skipped: needs root to run libvirtd, QEMU and perf on other threads")
-        return 77
-    result = unittest.main(argv=[sys.argv[0], "-v"] + rest, exit=False).result
-    return 0 if result.wasSuccessful() else 1
+    AGENT = path
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(h.main(set_agent))

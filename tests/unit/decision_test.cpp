@@ -11,6 +11,7 @@
 #include "agent/system/host_probe.h"
 #include "agent/system/open_ladder.h"
 #include "tests/support/fake_kernel.h"
+#include "tests/support/fixtures.h"
 
 using namespace kvmprof;
 using namespace kvmprof::testing;
@@ -21,9 +22,6 @@ const QuirkTable& quirks() {
   return builtin_quirks();
 }
 
-HostModel fixture(const std::string& name) {
-  return probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/" + name));
-}
 
 EventSpec spec(const std::string& text) { return std::get<EventSpec>(parse_event_spec(text)); }
 

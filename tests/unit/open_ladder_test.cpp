@@ -5,15 +5,13 @@
 
 #include "agent/system/host_probe.h"
 #include "tests/support/fake_kernel.h"
+#include "tests/support/fixtures.h"
 
 using namespace kvmprof;
 using namespace kvmprof::testing;
 
 namespace {
 
-HostModel fixture(const std::string& name) {
-  return probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/" + name));
-}
 
 Decision decision(const std::string& spec, GuestMode mode, const HostModel& host) {
   return decide(std::get<EventSpec>(parse_event_spec(spec)), mode, host, builtin_quirks());

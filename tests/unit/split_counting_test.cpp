@@ -9,6 +9,7 @@
 #include "agent/collect/collector.h"
 #include "agent/system/host_probe.h"
 #include "tests/support/fake_kernel.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/fake_qemu.h"
 
 using namespace kvmprof;
@@ -16,9 +17,6 @@ using namespace kvmprof::testing;
 
 namespace {
 
-HostModel fixture(const std::string& name) {
-  return probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/" + name));
-}
 
 Policy policy(std::vector<std::pair<std::string, GuestMode>> events) {
   Policy p;
