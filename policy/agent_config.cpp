@@ -47,6 +47,7 @@ class Loader {
   void load_limits(const YAML::Node& node, Limits& limits);
   std::vector<PolicyEvent> load_events(const YAML::Node& node);
   std::optional<PolicyEvent> load_event(const YAML::Node& item);
+  bool apply_precise(const YAML::Node& node, EventSpec& spec);
   Selector load_selector(const YAML::Node& node);
   Policy load_policy(const YAML::Node& node, bool is_default);
   void check_shadowing(const std::vector<Policy>& policies);
@@ -117,7 +118,7 @@ std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
   const YAML::Node spec_node = item.IsMap() ? item["event"] : item;
   GuestMode guest = GuestMode::kAuto;
   if (item.IsMap()) {
-    if (!keys(item, {"event", "guest"}, "events[]")) return std::nullopt;
+    if (!keys(item, {"event", "guest", "precise"}, "events[]")) return std::nullopt;
     if (!spec_node) {
       error(item, "an event entry needs 'event: SPEC'");
       return std::nullopt;
@@ -140,11 +141,33 @@ std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
     return std::nullopt;
   }
   auto spec = std::get<EventSpec>(std::move(parsed));
+  if (item.IsMap() && item["precise"] && !apply_precise(item["precise"], spec)) return std::nullopt;
   if (spec.mods.guest_host_given && guest != GuestMode::kAuto) {
     error(item["guest"], "event '" + spec.text + "' already says G/H; drop 'guest' or the modifier");
     return std::nullopt;
   }
   return PolicyEvent{std::move(spec), guest, mark_of(spec_node)};
+}
+
+// `precise: 0-3 | max` is the p/pp/ppp/P modifier written as a key; the label shows it the perf way.
+bool Loader::apply_precise(const YAML::Node& node, EventSpec& spec) {
+  auto text = scalar(node, "precise");
+  if (!text) return false;
+  if (spec.mods.precise > 0 || spec.mods.precise_max) {
+    error(node, "event '" + spec.text + "' already has p/P modifiers; drop 'precise' or the modifier");
+    return false;
+  }
+  if (*text == "max") {
+    spec.mods.precise_max = true;
+  } else if (text->size() == 1 && (*text)[0] >= '0' && (*text)[0] <= '3') {
+    spec.mods.precise = static_cast<unsigned>((*text)[0] - '0');
+  } else {
+    error(node, "'precise' must be 0, 1, 2, 3 or max");
+    return false;
+  }
+  std::string mods = spec.mods.precise_max ? "P" : std::string(spec.mods.precise, 'p');
+  if (!mods.empty()) spec.text += (spec.text.find(':') == std::string::npos || spec.text.ends_with('/') ? ":" : "") + mods;
+  return true;
 }
 
 std::vector<PolicyEvent> Loader::load_events(const YAML::Node& node) {

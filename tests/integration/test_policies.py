@@ -21,7 +21,7 @@ policies:
     match: {{domain: "kvmprof-pol-two*"}}
     events: [{two_events}]
 default:
-  events: [task-clock, context-switches]
+  events: [task-clock, context-switches, "kvm:kvm_pio"]
 """
 
 
@@ -65,7 +65,7 @@ class PoliciesAndReload(unittest.TestCase):
         self.assertEqual(h.select(s, "kvmprof_vm_info", uuid=self.two.uuid)[0][0]["policy"], "two-vcpus")
         self.assertEqual(h.select(s, "kvmprof_vm_info", uuid=self.one.uuid)[0][0]["policy"], "default")
         self.assertEqual(self.events_of(s, self.two), {"task-clock", "page-faults"})
-        self.assertEqual(self.events_of(s, self.one), {"task-clock", "context-switches"})
+        self.assertEqual(self.events_of(s, self.one), {"task-clock", "context-switches", "kvm:kvm_pio"})
 
     def test_2_sighup_changes_exactly_the_matching_vm(self):
         labels = dict(uuid=self.two.uuid, vcpu="0", event="task-clock", mode="all")
@@ -76,7 +76,7 @@ class PoliciesAndReload(unittest.TestCase):
         h.wait_for("the new events", lambda: self.events_of(self.agent.scrape(), self.two) == {"task-clock", "cpu-migrations"},
                    timeout=10)
         s = self.agent.scrape()
-        self.assertEqual(self.events_of(s, self.one), {"task-clock", "context-switches"})  # untouched
+        self.assertEqual(self.events_of(s, self.one), {"task-clock", "context-switches", "kvm:kvm_pio"})  # untouched
         self.assertGreaterEqual(h.value(s, "kvmprof_vcpu_events_total", **labels), before)  # continued, monotonic
         self.assertGreaterEqual(h.value(s, "kvmprof_vcpu_events_total", uuid=self.one.uuid, vcpu="0",
                                         event="task-clock", mode="all"), one_before)

@@ -88,3 +88,20 @@ TEST(AgentConfig, ParsesDurations) {
     EXPECT_EQ(parse_duration(bad).count(), 0) << bad;
   }
 }
+
+TEST(AgentConfig, PreciseKeyIsThePerfModifier) {
+  auto config = std::get<AgentConfig>(parse_agent_config(
+      "version: 1\nevents:\n  - {event: cycles, guest: exclude, precise: 2}\n  - {event: instructions, precise: max}\n",
+      "a.yaml"));
+  const auto& events = config.default_policy.events;
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].spec.mods.precise, 2u);
+  EXPECT_EQ(events[0].spec.text, "cycles:pp");
+  EXPECT_EQ(events[0].guest, GuestMode::kExclude);
+  EXPECT_TRUE(events[1].spec.mods.precise_max);
+  auto errors = std::get<std::vector<ConfigError>>(
+      parse_agent_config("version: 1\nevents:\n  - {event: 'cycles:p', precise: 1}\n  - {event: cycles, precise: 7}\n", "a.yaml"));
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].format(), "a.yaml:3:34: event 'cycles:p' already has p/P modifiers; drop 'precise' or the modifier");
+  EXPECT_EQ(errors[1].format(), "a.yaml:4:30: 'precise' must be 0, 1, 2, 3 or max");
+}
