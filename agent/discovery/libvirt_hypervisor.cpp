@@ -140,23 +140,27 @@ void LibvirtHypervisor::set_metadata_uris(std::vector<std::string> uris) {
 // Title and metadata cost one call each; they are cached per domain start and refreshed when
 // libvirt reports a metadata change.
 void LibvirtHypervisor::describe(virDomainPtr dom, DomainRecord& record) {
-  std::string key = record.uuid + "/" + std::to_string(record.id);
-  std::lock_guard lock(cache_mu_);
-  auto cached = cache_.find(key);
-  if (cached == cache_.end()) {
-    Descriptive d;
-    auto fetch = [&](int type, const char* uri) {
-      char* text = virDomainGetMetadata(dom, type, uri, VIR_DOMAIN_AFFECT_LIVE);
-      std::string out = text ? text : "";
-      free(text);  // NOLINT: allocated by libvirt
-      return out;
-    };
-    d.title = fetch(VIR_DOMAIN_METADATA_TITLE, nullptr);
-    for (const auto& uri : metadata_uris_) d.metadata[uri] = fetch(VIR_DOMAIN_METADATA_ELEMENT, uri.c_str());
-    cached = cache_.emplace(key, std::move(d)).first;
+  const std::string key = record.uuid + "/" + std::to_string(record.id);
+  std::vector<std::string> uris;
+  {
+    std::lock_guard lock(cache_mu_);
+    if (auto cached = cache_.find(key); cached != cache_.end()) {
+      record.title = cached->second.title;
+      record.metadata = cached->second.metadata;
+      return;
+    }
+    uris = metadata_uris_;
   }
-  record.title = cached->second.title;
-  record.metadata = cached->second.metadata;
+  auto fetch = [&](int type, const char* uri) {  // an RPC: never under cache_mu_
+    char* text = virDomainGetMetadata(dom, type, uri, VIR_DOMAIN_AFFECT_LIVE);
+    std::string out = text ? text : "";
+    free(text);  // NOLINT: allocated by libvirt
+    return out;
+  };
+  record.title = fetch(VIR_DOMAIN_METADATA_TITLE, nullptr);
+  for (const auto& uri : uris) record.metadata[uri] = fetch(VIR_DOMAIN_METADATA_ELEMENT, uri.c_str());
+  std::lock_guard lock(cache_mu_);
+  cache_[key] = Descriptive{record.title, record.metadata};
 }
 
 int LibvirtHypervisor::on_metadata(virConnectPtr, virDomainPtr dom, int, const char*, void* self) {

@@ -129,6 +129,51 @@ class PoliciesAndReload(unittest.TestCase):
         self.assertEqual(series(), 0)
 
 
+SELECTORS = """
+policies:
+  - name: investigation
+    match:
+      metadata: {uri: "https://kvmprof.example/1", key: level, value: investigate}
+    events: [task-clock, page-faults]
+  - name: batch
+    match: {title: "batch worker"}
+    aggregation: per_vm
+    events: [task-clock]
+default:
+  events: [task-clock]
+"""
+
+
+class TitleAndMetadataSelectors(unittest.TestCase):
+    """Selectors on libvirt's <title> and <metadata>, changed live on running VMs."""
+
+    def test_live_title_and_metadata_changes_move_vms_between_policies(self):
+        with tempfile.TemporaryDirectory(prefix="kvmprof-sel-") as tmp:
+            os.chmod(tmp, 0o755)
+            one = h.Vm(tmp, "kvmprof-sel-one", vcpus=1)
+            two = h.Vm(tmp, "kvmprof-sel-two", vcpus=1)
+            agent = h.Agent(AGENT, tmp, interval="1s", extra_config=SELECTORS)
+            try:
+                policy = lambda vm: h.select(agent.scrape(), "kvmprof_vm_info", uuid=vm.uuid)[0][0]["policy"]
+                h.wait_for("both VMs", lambda: len(h.select(agent.scrape(), "kvmprof_vm_info")) >= 2)
+                self.assertEqual(policy(one), "default")
+                h.run(h.VIRSH + ["desc", one.uuid, "--live", "--title", "batch worker"])
+                h.run(h.VIRSH + ["metadata", two.uuid, "--live", "--uri", "https://kvmprof.example/1",
+                                 "--key", "kvmprof", "--set", "<profile><level>investigate</level></profile>"])
+                h.wait_for("the title policy", lambda: policy(one) == "batch", timeout=15)
+                h.wait_for("the metadata policy", lambda: policy(two) == "investigation", timeout=15)
+                h.wait_for("per-VM sums", lambda: h.select(agent.scrape(), "kvmprof_vm_events_total", uuid=one.uuid,
+                                                          event="task-clock"), timeout=10)
+                s = agent.scrape()
+                self.assertFalse(h.select(s, "kvmprof_vcpu_events_total", uuid=one.uuid))  # aggregated per VM
+                events = {l["event"] for l, _ in h.select(s, "kvmprof_vcpu_events_total", uuid=two.uuid)}
+                self.assertEqual(events, {"task-clock", "page-faults"})
+            finally:
+                self.assertEqual(agent.stop(), 0)
+                one.destroy()
+                two.destroy()
+
+
 def set_agent(path):
     global AGENT
     AGENT = path
