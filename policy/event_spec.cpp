@@ -168,6 +168,5 @@ std::variant<EventSpec, EventSpecError> parse_event_spec(std::string_view spec) 
   return out;
 }
 
-std::string known_software_events() { return std::string(software_event_list()); }
 
 }  // namespace kvmprof

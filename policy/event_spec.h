@@ -74,7 +74,4 @@ std::variant<EventSpec, EventSpecError> parse_event_spec(std::string_view spec);
 // Applies a modifier string ("ukp", "pG") to `mods`; returns the offset of a bad character.
 std::variant<Modifiers, EventSpecError> parse_modifiers(std::string_view text, size_t offset);
 
-// The software events perf knows by name, for help texts and error messages.
-std::string known_software_events();
-
 }  // namespace kvmprof

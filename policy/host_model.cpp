@@ -99,10 +99,4 @@ std::vector<const PmuInfo*> HostModel::core_pmus() const {
   return out;
 }
 
-bool HostModel::hybrid() const { return pmu("cpu_core") != nullptr || pmu("cpu_atom") != nullptr; }
-
-std::string_view vendor_name(Vendor v) {
-  return v == Vendor::kIntel ? "Intel" : v == Vendor::kAmd ? "AMD" : "unknown";
-}
-
 }  // namespace kvmprof

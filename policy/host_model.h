@@ -60,7 +60,6 @@ struct HostModel {
   const PmuInfo* pmu(std::string_view name) const;
   // The core PMUs: "cpu", or "cpu_core"/"cpu_atom"/"cpu_lowpower" on hybrid CPUs.
   std::vector<const PmuInfo*> core_pmus() const;
-  bool hybrid() const;
   bool virtualization() const { return cpu.flags.contains("vmx") || cpu.flags.contains("svm"); }
 };
 
@@ -74,6 +73,5 @@ std::optional<bool> parse_param_bool(std::string_view text);
 enum class PmuKind { kCore, kIbs, kUncore, kSoftware };
 PmuKind pmu_kind(std::string_view name);
 
-std::string_view vendor_name(Vendor v);
 
 }  // namespace kvmprof

@@ -34,13 +34,6 @@ PerfGroup PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<Eve
   return group;
 }
 
-bool PerfGroup::has(size_t slot) const {
-  for (const auto& [id, s] : slot_by_id_) {
-    if (s == slot) return true;
-  }
-  return false;
-}
-
 Result<GroupReading> PerfGroup::read(PerfBackend& backend) const {
   std::vector<std::byte> buf((3 + 2 * fds_.size()) * sizeof(uint64_t));
   auto n = backend.read(fds_.front(), buf);

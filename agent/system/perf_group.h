@@ -39,7 +39,6 @@ class PerfGroup {
 
   bool valid() const { return !fds_.empty(); }
   size_t fd_count() const { return fds_.size(); }
-  bool has(size_t slot) const;
   Result<GroupReading> read(PerfBackend& backend) const;
 
  private:
