@@ -113,6 +113,7 @@ Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
 
 void Collector::apply(CollectorPlan plan) {
   config_ = std::move(plan);
+  for (auto& [uuid, vm] : vms_) vm.policy = policy_name(vm.record);
   for (const PolicyPlan* p : all_plans(config_)) {
     for (const auto& e : p->events) {
       if (!e.counters.empty() && !e.tracepoint) live_.insert(e.event);
@@ -127,7 +128,7 @@ Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& doma
   const bool reconcile = cycles_++ % kRescanEvery == 0;
   const auto now = std::chrono::steady_clock::now();
   for (auto& [uuid, vm] : vms_) {
-    auto plan = plan_for(vm.record);
+    const auto& plan = effective_.at(vm.policy);
     if (!vm.state) attach(vm, plan);
     if (!vm.state) continue;
     if (vm.state->plan_ptr() != plan) {
@@ -164,11 +165,15 @@ void Collector::sync(const std::vector<DomainRecord>& domains) {
   for (const auto& record : domains) {
     present.insert(record.uuid);
     libvirt_exits_seen_ = libvirt_exits_seen_ || !record.exits.empty();
-    auto [it, added] = vms_.try_emplace(record.uuid, Vm{record, nullptr, ""});
+    auto [it, added] = vms_.try_emplace(record.uuid, Vm{record, nullptr, "", {}, ""});
+    Vm& vm = it->second;
     if (added) log_info("VM " + record.name + " (" + record.uuid + ") found");
-    if (!added && it->second.record.id != record.id) it->second.state.reset();  // restarted
-    changed = changed || added || it->second.record.vcpus_current != record.vcpus_current;
-    it->second.record = record;
+    if (!added && vm.record.id != record.id) vm.state.reset();  // restarted
+    bool described = added || vm.record.name != record.name || vm.record.title != record.title ||
+                     vm.record.metadata != record.metadata;
+    changed = changed || described || vm.record.vcpus_current != record.vcpus_current;
+    vm.record = record;
+    if (described) vm.policy = policy_name(record);  // selectors (a regex for metadata) run only here
   }
   std::erase_if(vms_, [&](const auto& entry) {
     bool gone = !present.contains(entry.first);
@@ -187,7 +192,6 @@ std::string Collector::policy_name(const DomainRecord& r) const {
   return config_.default_policy.name;
 }
 
-std::shared_ptr<const PolicyPlan> Collector::plan_for(const DomainRecord& r) const { return effective_.at(policy_name(r)); }
 
 // Host limits: when the estimate exceeds limits.max_series, the lowest-priority policies are
 // aggregated per VM first; when open counters exceed limits.max_counters, they lose events
@@ -196,9 +200,8 @@ void Collector::enforce_limits() {
   LimitState state;
   for (const PolicyPlan* p : all_plans(config_)) state.plans.emplace(p->name, *p);
   for (const auto& [uuid, vm] : vms_) {
-    std::string name = policy_name(vm.record);
-    state.vcpus[name] += vm.record.vcpus_current;
-    ++state.vms[name];
+    state.vcpus[vm.policy] += vm.record.vcpus_current;
+    ++state.vms[vm.policy];
   }
   std::vector<std::string> order;  // lowest priority first; among equals, later policies first
   for (const PolicyPlan* p : all_plans(config_)) order.insert(order.begin(), p->name);
@@ -260,7 +263,7 @@ void Collector::update_liveness() {
 }
 
 VmSample Collector::sample(const Vm& vm) const {
-  VmSample out{vm.record.name, vm.record.uuid, policy_name(vm.record), false, {}, {}, {}};
+  VmSample out{vm.record.name, vm.record.uuid, vm.policy, false, {}, {}, {}};
   if (!vm.state) return out;
   out.mapped = vm.state->vcpu_count() >= vm.record.vcpus_current;
   out.vcpus = vm.state->vcpu_samples(live_);

@@ -45,6 +45,7 @@ class Collector {
     std::unique_ptr<VmState> state;  // null while the QEMU process is not found
     std::string problem;             // why the VM is not (fully) mapped; logged once
     std::chrono::steady_clock::time_point next_read{};  // per its policy's interval
+    std::string policy;  // resolved when its name, title or metadata or the config changes
   };
 
   void sync(const std::vector<DomainRecord>& domains);
@@ -53,7 +54,6 @@ class Collector {
   void enforce_limits();
   void publish(std::map<std::string, PolicyPlan> plans);
   std::string policy_name(const DomainRecord& record) const;
-  std::shared_ptr<const PolicyPlan> plan_for(const DomainRecord& record) const;
   void update_liveness();
   VmSample sample(const Vm& vm) const;
   std::vector<SourceStatus> sources(bool libvirt_answered) const;
