@@ -4,8 +4,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "agent/config_load.h"
 #include "agent/system/host_probe.h"
-#include "policy/host_check.h"
 #include "policy/policy_select.h"
 #include "agent/system/log.h"
 
@@ -221,17 +221,10 @@ void Daemon::watch_config_file() {
 void Daemon::reload(const std::string& why) {
   if (config_path_.empty()) return log_warning(why + ": running on built-in defaults; there is no config file to reload");
   config_mtime_ = mtime_of(config_path_);
-  auto text = read_whole_file(config_path_);
+  auto loaded = load_config_file(config_path_, host_);
   std::vector<ConfigError> errors;
-  std::optional<AgentConfig> next;
-  if (!text.ok()) {
-    errors.push_back({config_path_, 1, 1, "cannot read: " + text.error().message()});
-  } else {
-    auto parsed = parse_agent_config(*text, config_path_);
-    if (auto* errs = std::get_if<std::vector<ConfigError>>(&parsed)) errors = *errs;
-    else next = std::get<AgentConfig>(std::move(parsed));
-  }
-  if (next) errors = refusals_on_host(*next, config_path_, host_, builtin_quirks());
+  if (auto* errs = std::get_if<std::vector<ConfigError>>(&loaded)) errors = std::move(*errs);
+  AgentConfig* next = std::get_if<AgentConfig>(&loaded);
   reload_ok_ = errors.empty();
   for (const auto& e : errors) log_error("reload (" + why + ") rejected, keeping the running config: " + e.format());
   if (!reload_ok_) return;

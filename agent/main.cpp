@@ -5,46 +5,30 @@
 
 #include "agent/cli.h"
 #include "agent/commands.h"
+#include "agent/config_load.h"
 #include "agent/daemon.h"
-#include "agent/system/host_root.h"
 #include "agent/system/host_probe.h"
 #include "agent/system/log.h"
-#include "policy/host_check.h"
-#include "policy/quirk_table.h"
-#include "policy/agent_config.h"
+#include "policy/listen_address.h"
 
 namespace {
 
 using namespace kvmprof;
 
-void print(const std::vector<ConfigError>& errors) {
-  for (const auto& e : errors) std::cerr << e.format() << "\n";
-}
-
-// Loads the config; a missing default file means built-in defaults. Every problem is printed.
+// The config to run, check or explain with; a missing default file means built-in defaults.
+// Every problem is printed as FILE:LINE:COLUMN.
 std::optional<AgentConfig> load_config(const CliOptions& opts) {
   if (!opts.config_given && !std::filesystem::exists(opts.config_path)) {
     log_info("no " + opts.config_path + "; using built-in defaults");
-    return std::get<AgentConfig>(parse_agent_config("version: 1\n", "<defaults>"));
+    return default_config();
   }
-  auto text = read_whole_file(opts.config_path);
-  if (!text.ok()) {
-    std::cerr << opts.config_path << ":1:1: cannot read: " << text.error().message() << "\n";
+  auto loaded = opts.command == "explain" ? parse_config_file(opts.config_path)
+                                          : load_config_file(opts.config_path, probe_host(HostRoot(opts.root)));
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&loaded)) {
+    for (const auto& e : *errors) std::cerr << e.format() << "\n";
     return std::nullopt;
   }
-  auto parsed = parse_agent_config(*text, opts.config_path);
-  if (auto* errors = std::get_if<std::vector<ConfigError>>(&parsed)) {
-    print(*errors);
-    return std::nullopt;
-  }
-  return std::get<AgentConfig>(std::move(parsed));
-}
-
-// Explicit guest/host requests this host refuses are config errors too.
-bool refused_on_host(const CliOptions& opts, const AgentConfig& config) {
-  auto errors = refusals_on_host(config, opts.config_path, probe_host(HostRoot(opts.root)), builtin_quirks());
-  print(errors);
-  return !errors.empty();
+  return std::get<AgentConfig>(std::move(loaded));
 }
 
 int explain(const CliOptions& opts, const AgentConfig& config) {
@@ -93,10 +77,21 @@ int main(int argc, char** argv) {
   }
   set_log_level(level);
   if (opts->command == "probe") return run_probe(opts->root, opts->json);
+  if (opts->listen) {
+    auto listen = parse_listen(*opts->listen);
+    if (auto* why = std::get_if<std::string>(&listen)) {
+      std::cerr << "kvmprof-agent: --listen " << *opts->listen << ": " << *why << "\n";
+      return kExitUsage;
+    }
+  }
+  if (opts->command == "check-config" && !opts->config_given && !std::filesystem::exists(opts->config_path)) {
+    std::cerr << "kvmprof-agent check-config: no FILE given and " << opts->config_path
+              << " does not exist (the agent would run on its built-in defaults); usage: check-config FILE\n";
+    return kExitUsage;
+  }
   auto config = load_config(*opts);
   if (!config) return kExitUsage;
   if (opts->command == "explain") return explain(*opts, *config);
-  if (refused_on_host(*opts, *config)) return kExitUsage;
   if (opts->command == "check-config") {
     std::cout << opts->config_path << ": ok\n";
     return kExitOk;

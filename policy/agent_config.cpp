@@ -1,6 +1,9 @@
 #include "policy/agent_config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
+
+#include "policy/listen_address.h"
 
 #include <algorithm>
 #include <charconv>
@@ -14,6 +17,18 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kMinInterval{100};
 constexpr milliseconds kMaxInterval{3'600'000};
+
+// The ranges the README gives for each integer key.
+struct Range {
+  int64_t min;
+  int64_t max;
+};
+constexpr Range kPriority{-1000, 1000};
+constexpr Range kMaxCounters{0, 10'000'000};
+constexpr Range kMaxSeries{0, 1'000'000'000};
+constexpr Range kGroupSize{2, 32};  // at least a host/guest pair
+// yaml-cpp refuses deeper nesting with the message "bad file" (src/singledocparser.cpp DepthGuard<500>).
+constexpr int kMaxYamlDepth = 500;
 
 Mark mark_of(const YAML::Node& node) {
   // yaml-cpp marks are 0-based, and -1 for nodes without a position (an empty document).
@@ -41,7 +56,7 @@ class Loader {
   bool keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where);
   std::optional<std::string> scalar(const YAML::Node& node, const std::string& key);
   std::optional<milliseconds> duration(const YAML::Node& node, const std::string& key, milliseconds min);
-  std::optional<size_t> count(const YAML::Node& node, const std::string& key);
+  std::optional<int64_t> integer(const YAML::Node& node, const std::string& key, Range range);
   void load_top(const YAML::Node& root, AgentConfig& config);
   void load_libvirt(const YAML::Node& node, AgentConfig& config);
   void load_limits(const YAML::Node& node, Limits& limits);
@@ -91,26 +106,23 @@ std::optional<milliseconds> Loader::duration(const YAML::Node& node, const std::
   return value;
 }
 
-std::optional<size_t> Loader::count(const YAML::Node& node, const std::string& key) {
+std::optional<int64_t> Loader::integer(const YAML::Node& node, const std::string& key, Range range) {
   auto text = scalar(node, key);
-  size_t value = 0;
-  if (text && std::from_chars(text->data(), text->data() + text->size(), value).ptr == text->data() + text->size() &&
-      !text->empty()) {
+  if (!text) return std::nullopt;
+  int64_t value = 0;
+  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (!text->empty() && ec == std::errc() && p == text->data() + text->size() && value >= range.min &&
+      value <= range.max) {
     return value;
   }
-  if (text) error(node, "'" + key + "' must be a whole number");
+  error(node, "'" + key + "' must be a whole number from " + std::to_string(range.min) + " to " +
+                  std::to_string(range.max));
   return std::nullopt;
 }
 
 void check_listen(Loader& l, const YAML::Node& node, const std::string& listen) {
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return l.error(node, "'listen' must be [address]:port, e.g. :9477");
-  std::string_view port = std::string_view(listen).substr(colon + 1);
-  unsigned value = 0;
-  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (ec != std::errc() || p != port.data() + port.size() || value > 65535) {
-    l.error(node, "'listen' port must be a number from 0 to 65535");
-  }
+  auto parsed = parse_listen(listen);
+  if (auto* why = std::get_if<std::string>(&parsed)) l.error(node, *why);
 }
 
 std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
@@ -226,6 +238,9 @@ Policy Loader::load_policy(const YAML::Node& node, bool is_default) {
   if (!keys(node, allowed, is_default ? "default" : "policy")) return p;
   p.name = is_default ? "default" : node["name"] ? scalar(node["name"], "name").value_or("") : "";
   if (!is_default && p.name.empty()) error(node, "a policy needs a 'name'");
+  if (!is_default && p.name == "default") {
+    error(node["name"], "the name 'default' is reserved for the 'default' section (domains no policy matches)");
+  }
   if (!is_default && node["match"]) p.match = load_selector(node["match"]);
   if (!is_default && !node["match"]) error(node, "policy '" + p.name + "' needs 'match' (use the 'default' section for every other domain)");
   if (node["events"]) p.events = load_events(node["events"]);
@@ -235,7 +250,7 @@ Policy Loader::load_policy(const YAML::Node& node, bool is_default) {
     else if (text) error(a, "'aggregation' must be per_vcpu or per_vm");
   }
   if (node["interval"]) p.interval = duration(node["interval"], "interval", kMinInterval);
-  if (node["priority"]) p.priority = static_cast<int>(count(node["priority"], "priority").value_or(0));
+  if (node["priority"]) p.priority = static_cast<int>(integer(node["priority"], "priority", kPriority).value_or(0));
   return p;
 }
 
@@ -265,12 +280,12 @@ void Loader::load_libvirt(const YAML::Node& node, AgentConfig& config) {
 
 void Loader::load_limits(const YAML::Node& node, Limits& limits) {
   if (!keys(node, {"max_counters", "max_series", "max_group_size"}, "limits")) return;
-  if (node["max_counters"]) limits.max_counters = count(node["max_counters"], "max_counters").value_or(0);
-  if (node["max_series"]) limits.max_series = count(node["max_series"], "max_series").value_or(0);
-  if (node["max_group_size"]) {
-    limits.max_group_size = count(node["max_group_size"], "max_group_size").value_or(limits.max_group_size);
-    if (limits.max_group_size < 2) error(node["max_group_size"], "'max_group_size' must be at least 2 (a host/guest pair)");
-  }
+  auto read = [&](const char* key, Range range, size_t& out) {
+    if (node[key]) out = static_cast<size_t>(integer(node[key], key, range).value_or(static_cast<int64_t>(out)));
+  };
+  read("max_counters", kMaxCounters, limits.max_counters);
+  read("max_series", kMaxSeries, limits.max_series);
+  read("max_group_size", kGroupSize, limits.max_group_size);
 }
 
 void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
@@ -324,6 +339,9 @@ ConfigResult parse_agent_config(std::string_view text, const std::string& file) 
   try {
     AgentConfig config = loader.load(YAML::Load(std::string(text)));
     if (loader.errors().empty()) return config;
+  } catch (const YAML::DeepRecursion& e) {
+    loader.error_at(Mark{std::max(e.mark.line, 0) + 1, std::max(e.mark.column, 0) + 1},
+                    "YAML nested too deeply (more than " + std::to_string(kMaxYamlDepth) + " levels)");
   } catch (const YAML::Exception& e) {
     loader.error_at(Mark{std::max(e.mark.line, 0) + 1, std::max(e.mark.column, 0) + 1}, e.msg);
   }

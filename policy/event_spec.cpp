@@ -35,6 +35,13 @@ std::optional<uint64_t> parse_number(std::string_view s) {
   return v;
 }
 
+// The whole UTF-8 sequence that starts at s[i], so a message never quotes half a character.
+std::string_view utf8_char_at(std::string_view s, size_t i) {
+  size_t n = 1;
+  while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xC0) == 0x80) ++n;
+  return s.substr(i, n);
+}
+
 bool is_modifier_string(std::string_view s) {
   return !s.empty() && s.find_first_not_of("ukhGHIpP") == std::string_view::npos;
 }
@@ -138,7 +145,8 @@ std::variant<Modifiers, EventSpecError> parse_modifiers(std::string_view text, s
     } else if (c == 'P') {
       m.precise_max = true;
     } else {
-      return EventSpecError{offset + i, std::string("unknown modifier '") + c + "' (known: u k h G H I p P)"};
+      return EventSpecError{offset + i, "unknown modifier '" + std::string(utf8_char_at(text, i)) +
+                                            "' (known: u k h G H I p P)"};
     }
   }
   if (m.precise_max && m.precise > 0) return EventSpecError{offset, "use either p/pp/ppp or P, not both"};
