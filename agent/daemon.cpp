@@ -1,6 +1,5 @@
 #include "agent/daemon.h"
 
-#include <prometheus/exposer.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -8,6 +7,7 @@
 #include "agent/system/host_probe.h"
 #include "policy/policy_select.h"
 #include "agent/system/log.h"
+#include "exporters/landing_page.h"
 
 #ifndef KVMPROF_REVISION
 #define KVMPROF_REVISION "unknown"
@@ -57,18 +57,14 @@ int64_t mtime_of(const std::string& path) {
 
 }  // namespace
 
-std::string civetweb_listen(const std::string& listen) {
-  return listen.starts_with(':') ? "0.0.0.0" + listen : listen;
-}
-
 Daemon::Daemon(AgentConfig config, std::string config_path, std::string root)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       root_(std::move(root)),
       host_(probed(root_, perf_)),
-      collector_(root_, perf_, plan(config_)) {
+      collector_(root_, perf_, plan(config_)),
+      metrics_(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}) {
   cycle_ = plan(config_).cycle();
-  metrics_ = std::make_shared<MetricsCollectable>(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION});
 }
 
 Daemon::~Daemon() = default;
@@ -87,11 +83,14 @@ int Daemon::run() {
   raise_nofile_limit();
   reload_success_at_ = unix_now();
   config_mtime_ = mtime_of(config_path_);
-  try {
-    start_exposer();
-  } catch (const std::exception& e) {
-    log_error("cannot listen on " + config_.listen + ": " + e.what() +
-              " (is another agent running? choose another 'listen' in the config)");
+  if (auto started = start_http(); !started.ok()) {
+    const Error& e = started.error();
+    log_error("cannot serve HTTP: " + e.message() +
+              (e.err == EADDRINUSE ? " (another kvmprof-agent or another program has this port; stop it or choose "
+                                     "another 'listen' in the config)"
+               : e.err == EADDRNOTAVAIL ? " (this host has no such address)"
+               : e.err == EACCES ? " (ports below 1024 need CAP_NET_BIND_SERVICE)"
+                                 : ""));
     return 1;
   }
   libvirt_ = std::make_unique<LibvirtHypervisor>(
@@ -118,13 +117,19 @@ int Daemon::run() {
   return 0;
 }
 
-void Daemon::start_exposer() {
-  const std::string address = civetweb_listen(config_.listen);
-  exposer_ = std::make_unique<prometheus::Exposer>(address);
-  exposer_->RegisterCollectable(metrics_, config_.metrics_path);
-  auto ports = exposer_->GetListeningPorts();  // the real port when `listen` asked for port 0
-  log_info("serving http://" + address.substr(0, address.rfind(':')) + ":" +
-           std::to_string(ports.empty() ? 0 : ports.front()) + config_.metrics_path);
+Result<bool> Daemon::start_http() {
+  auto listen = std::get<ListenAddress>(parse_listen(config_.listen));  // validated with the config
+  const BuildInfo build{KVMPROF_VERSION, KVMPROF_REVISION};
+  auto landing = std::make_shared<const std::string>(landing_page(build, config_.metrics_path));
+  HttpRoutes routes{
+      {config_.metrics_path, [this](const HttpRequest& r) { return metrics_.serve(r); }},
+      {"/", [landing](const HttpRequest&) { return HttpResponse{200, "text/html; charset=utf-8", landing, false}; }},
+  };
+  auto server = HttpServer::start(listen, std::move(routes));
+  if (!server.ok()) return server.error();
+  http_ = std::move(*server);
+  log_info("serving " + http_->url() + config_.metrics_path);
+  return true;
 }
 
 void Daemon::arm_cycle(Clock::duration delay) {

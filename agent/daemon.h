@@ -13,12 +13,9 @@
 #include "agent/discovery/libvirt_hypervisor.h"
 #include "agent/system/perf_backend.h"
 #include "policy/host_model.h"
-#include "exporters/metrics_collectable.h"
+#include "agent/http/http_server.h"
+#include "agent/http/metrics_page.h"
 #include "policy/agent_config.h"
-
-namespace prometheus {
-class Exposer;
-}
 
 namespace kvmprof {
 
@@ -31,7 +28,7 @@ class Daemon {
   int run();
 
  private:
-  void start_exposer();
+  Result<bool> start_http();
   void arm_cycle(std::chrono::steady_clock::duration delay);
   void cycle();
   void publish(Snapshot snapshot, std::chrono::steady_clock::duration took);
@@ -56,8 +53,8 @@ class Daemon {
   std::chrono::milliseconds cycle_{5000};  // the shortest interval of any policy
   Collector collector_;
   SnapshotStore store_;
-  std::shared_ptr<MetricsCollectable> metrics_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  MetricsPage metrics_;
+  std::unique_ptr<HttpServer> http_;
   std::unique_ptr<Hypervisor> libvirt_;
   HistogramData durations_;
   std::map<std::string, std::string> source_state_;  // source -> last logged state
@@ -66,8 +63,5 @@ class Daemon {
   int64_t config_mtime_ = 0;
   std::chrono::steady_clock::time_point config_checked_at_{};
 };
-
-// ":9477" -> "0.0.0.0:9477"; civetweb needs an explicit address.
-std::string civetweb_listen(const std::string& listen);
 
 }  // namespace kvmprof

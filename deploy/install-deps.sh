@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config libvirt-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev
-  libgtest-dev libpfm4-dev
+  libgtest-dev libpfm4-dev zlib1g-dev
   # run: libvirtd + QEMU, perf as a cross-check, tiny boot images need GNU as/ld (binutils)
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils binutils linux-perf
   # tests and benchmarks

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/daemon.h"
 
 using namespace kvmprof;
 
@@ -26,10 +25,4 @@ TEST(LibvirtStats, IgnoresOtherParameters) {
                            "vcpu.0.exits.max", "vcpu.0._exits.sum", "cpu.exits.sum", "vcpu.0exits.sum"}) {
     EXPECT_FALSE(parse_exit_param(name, vcpu, reason)) << name;
   }
-}
-
-TEST(Daemon, ListenAddressForCivetweb) {
-  EXPECT_EQ(civetweb_listen(":9477"), "0.0.0.0:9477");
-  EXPECT_EQ(civetweb_listen("127.0.0.1:0"), "127.0.0.1:0");
-  EXPECT_EQ(civetweb_listen("[::1]:9477"), "[::1]:9477");
 }

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
-#include "exporters/metrics_collectable.h"
+#include "exporters/prometheus_text.h"
 
 using namespace kvmprof;
 

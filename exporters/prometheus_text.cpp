@@ -1,4 +1,6 @@
-#include "exporters/metrics_collectable.h"
+#include "exporters/prometheus_text.h"
+
+#include <prometheus/text_serializer.h>
 
 #include <limits>
 
@@ -144,14 +146,6 @@ void render_health(std::vector<MetricFamily>& out, const Snapshot& s, const Buil
 
 }  // namespace
 
-MetricsCollectable::MetricsCollectable(const SnapshotStore& store, BuildInfo build)
-    : store_(store), build_(std::move(build)) {}
-
-std::vector<MetricFamily> MetricsCollectable::Collect() const {
-  auto snapshot = store_.latest();
-  return snapshot ? render(*snapshot, build_) : std::vector<MetricFamily>{};
-}
-
 std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& build) {
   VmFamilies f;
   for (const auto& vm : snapshot.vms) render_vm(f, vm);
@@ -176,6 +170,10 @@ std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& buil
   out.push_back(std::move(discovery));
   out.push_back(histogram(snapshot.collection_duration));
   return out;
+}
+
+std::string prometheus_text(const Snapshot& snapshot, const BuildInfo& build) {
+  return prometheus::TextSerializer().Serialize(render(snapshot, build));
 }
 
 }  // namespace kvmprof

@@ -1,0 +1,252 @@
+#include "agent/http/http_server.h"
+
+#include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "agent/http/connection_registry.h"
+
+namespace kvmprof {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr size_t kFirstRead = 1024;  // bytes asked for while waiting for a request to start
+constexpr int kBacklog = 1024;
+constexpr auto kAcceptRetry = std::chrono::milliseconds(50);  // after EMFILE and the like
+
+}  // namespace
+
+class Session;
+
+struct HttpServer::Impl {
+  Impl(HttpRoutes r, HttpLimits l) : routes(std::move(r)), limits(l), registry(l.max_connections, l.max_per_client) {}
+
+  HttpRoutes routes;
+  HttpLimits limits;
+  ConnectionRegistry<Session> registry;  // before ioc: sessions unregister while ioc destroys them
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  tcp::endpoint local;  // where it listens: read once, before the threads start
+  net::steady_timer accept_retry{ioc};
+  std::vector<std::thread> threads;
+
+  error_code listen(const ListenAddress& where);
+  void accept();
+  HttpResponse handle(const HttpRequest& request) const;
+};
+
+// One connection: wait for a request, read it, answer, repeat while the client keeps it alive.
+// Every step runs on the connection's strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), buffer_(server.limits.max_header_bytes + kFirstRead), server_(server) {}
+  ~Session() { server_.registry.remove(this); }
+
+  void start() {
+    error_code ec;
+    auto peer = stream_.socket().remote_endpoint(ec);
+    auto victim = server_.registry.add(shared_from_this(), ec ? "" : peer.address().to_string());
+    if (victim) victim->close();
+    if (victim.get() == this) return;
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->wait_for_request(); });
+  }
+
+  // From any thread: ends the connection (its pending operation completes aborted).
+  void close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->stream_.close();
+    });
+  }
+
+ private:
+  void wait_for_request() {
+    server_.registry.set_idle(this, true);
+    if (buffer_.size() > 0) return read_request();  // a pipelined request is already here
+    stream_.expires_after(server_.limits.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(kFirstRead), [self = shared_from_this()](error_code ec, size_t n) {
+      if (ec) return self->stream_.close();
+      self->buffer_.commit(n);
+      self->read_request();
+    });
+  }
+
+  void read_request() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(server_.limits.max_header_bytes));
+    stream_.expires_after(server_.limits.request_timeout);
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
+      self->on_request(ec);
+    });
+  }
+
+  void on_request(error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
+      return stream_.close();
+    }
+    server_.registry.set_idle(this, false);
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+      return send_error(431, "request headers are larger than " + std::to_string(server_.limits.max_header_bytes) + " bytes\n");
+    }
+    if (ec == http::error::unexpected_body) return send_error(413, "request bodies are not accepted\n");
+    if (ec) return send_error(400, "bad request: " + ec.message() + "\n");
+    respond(parser_->get());
+  }
+
+  void respond(const http::request<http::empty_body>& req) {
+    const bool head = req.method() == http::verb::head;
+    if (req.method() != http::verb::get && !head) return send_error(405, "only GET and HEAD are served\n", true);
+    auto target = std::string_view(req.target().data(), req.target().size());
+    size_t q = target.find('?');
+    HttpRequest request{std::string(req.method_string()), std::string(target.substr(0, q)),
+                        q == std::string_view::npos ? "" : std::string(target.substr(q + 1)), false};
+    auto encodings = req[http::field::accept_encoding];
+    request.accepts_gzip = std::string_view(encodings.data(), encodings.size()).find("gzip") != std::string_view::npos;
+    send(server_.handle(request), head, req.keep_alive());
+  }
+
+  void send_error(unsigned status, std::string text, bool allow = false) {
+    HttpResponse r = text_response(status, std::move(text));
+    allow_ = allow;
+    send(std::move(r), false, false);
+  }
+
+  void send(HttpResponse r, bool head, bool keep_alive) {
+    body_ = r.body ? r.body : std::make_shared<const std::string>();
+    stream_.expires_after(server_.limits.write_timeout);
+    auto done = [self = shared_from_this(), keep_alive](error_code ec, size_t) { self->on_written(ec, keep_alive); };
+    if (head) {
+      fill(head_.emplace(), r, keep_alive);
+      http::async_write(stream_, *head_, std::move(done));
+    } else {
+      fill(full_.emplace(), r, keep_alive).body() = {body_->data(), body_->size()};
+      http::async_write(stream_, *full_, std::move(done));
+    }
+  }
+
+  // Status and headers; Content-Length is the body's also for HEAD, which sends no body.
+  template <class Message>
+  Message& fill(Message& m, const HttpResponse& r, bool keep_alive) {
+    m.result(static_cast<http::status>(r.status));
+    m.version(11);
+    m.set(http::field::server, "kvmprof-agent");
+    m.set(http::field::content_type, r.content_type);
+    m.set(http::field::vary, "Accept-Encoding");
+    if (r.gzipped) m.set(http::field::content_encoding, "gzip");
+    if (allow_) m.set(http::field::allow, "GET, HEAD");
+    m.set(http::field::content_length, std::to_string(body_->size()));
+    m.keep_alive(keep_alive);
+    return m;
+  }
+
+  void on_written(error_code ec, bool keep_alive) {
+    head_.reset();
+    full_.reset();
+    body_.reset();
+    allow_ = false;
+    if (ec || !keep_alive) {
+      error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return stream_.close();
+    }
+    wait_for_request();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> parser_;
+  std::shared_ptr<const std::string> body_;  // kept alive until written
+  std::optional<http::response<http::empty_body>> head_;
+  std::optional<http::response<http::span_body<const char>>> full_;
+  bool allow_ = false;
+  HttpServer::Impl& server_;
+};
+
+error_code HttpServer::Impl::listen(const ListenAddress& where) {
+  error_code ec;
+  tcp::endpoint endpoint(tcp::v6(), where.port);
+  if (!where.host.empty()) endpoint.address(net::ip::make_address(where.host, ec));
+  if (ec) return ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec && where.host.empty()) {  // no IPv6 on this host: every IPv4 address instead
+    endpoint = tcp::endpoint(tcp::v4(), where.port);
+    acceptor.open(endpoint.protocol(), ec);
+  }
+  if (ec) return ec;
+  if (endpoint.address().is_v6() && endpoint.address().is_unspecified()) {
+    acceptor.set_option(net::ip::v6_only(false), ec);  // [::] also takes IPv4, as Go's listeners do
+  }
+  acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(kBacklog, ec);
+  if (!ec) local = acceptor.local_endpoint(ec);
+  return ec;
+}
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted) return;
+    if (ec) {  // EMFILE, ENFILE, ENOBUFS: try again shortly instead of spinning
+      accept_retry.expires_after(kAcceptRetry);
+      return accept_retry.async_wait([this](error_code e) { if (!e) accept(); });
+    }
+    std::make_shared<Session>(std::move(socket), *this)->start();
+    accept();
+  });
+}
+
+HttpResponse HttpServer::Impl::handle(const HttpRequest& request) const {
+  auto route = routes.find(request.path);
+  if (route == routes.end()) return text_response(404, "not found: " + request.path + " (see /)\n");
+  try {
+    return route->second(request);
+  } catch (const std::exception& e) {
+    return text_response(500, std::string("internal error: ") + e.what() + "\n");
+  }
+}
+
+HttpResponse text_response(unsigned status, std::string text) {
+  return HttpResponse{status, "text/plain; charset=utf-8", std::make_shared<const std::string>(std::move(text)), false};
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& listen, HttpRoutes routes, HttpLimits limits) {
+  auto impl = std::make_unique<Impl>(std::move(routes), limits);
+  if (error_code ec = impl->listen(listen)) return Error{ec.value(), "listen on " + listen.text()};
+  impl->accept();
+  for (unsigned i = 0; i < std::max(1u, limits.threads); ++i) impl->threads.emplace_back([io = &impl->ioc] { io->run(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+}
+
+uint16_t HttpServer::port() const { return impl_->local.port(); }
+
+std::string HttpServer::url() const {
+  auto address = impl_->local.address();
+  return "http://" + (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+         std::to_string(port());
+}
+
+size_t HttpServer::connections() const { return impl_->registry.size(); }
+
+}  // namespace kvmprof

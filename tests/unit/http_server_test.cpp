@@ -1,0 +1,232 @@
+// The HTTP server over real sockets: IPv4 and IPv6, HEAD, pipelining, bad requests, and
+// scrapes that answer while idle, slow and oversized clients hold connections.
+#include "agent/http/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <thread>
+
+#include "agent/http/connection_registry.h"
+#include "agent/http/gzip.h"
+#include "agent/system/fd.h"
+
+using namespace kvmprof;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kBody = "kvmprof_up 1\n";
+
+HttpRoutes routes() {
+  return {{"/metrics", [](const HttpRequest& r) {
+             if (r.accepts_gzip) return HttpResponse{200, "text/plain", std::make_shared<const std::string>(gzip(kBody)), true};
+             return text_response(200, kBody);
+           }},
+          {"/query", [](const HttpRequest& r) { return text_response(200, r.path + "|" + r.query); }}};
+}
+
+std::unique_ptr<HttpServer> serve(const char* listen, HttpLimits limits = {}) {
+  auto server = HttpServer::start(std::get<ListenAddress>(parse_listen(listen)), routes(), limits);
+  EXPECT_TRUE(server.ok()) << (server.ok() ? "" : server.error().message());
+  return server.ok() ? std::move(*server) : nullptr;
+}
+
+// A blocking client socket with a receive timeout, so a broken server fails the test instead of hanging it.
+Fd connect_to(uint16_t port, bool ipv6 = false) {
+  Fd fd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{5, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (ipv6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    a->sin6_addr = in6addr_loopback;
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof(*a);
+  }
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << std::strerror(errno);
+  return fd;
+}
+
+void send_all(const Fd& fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// Everything the server sends until it closes the connection (or the 5 s timeout).
+std::string read_until_closed(const Fd& fd) {
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd.get(), buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+std::string exchange(uint16_t port, const std::string& request, bool ipv6 = false) {
+  Fd fd = connect_to(port, ipv6);
+  send_all(fd, request);
+  return read_until_closed(fd);
+}
+
+std::string get(const std::string& target, const std::string& extra = "") {
+  return "GET " + target + " HTTP/1.1\r\nHost: t\r\n" + extra + "Connection: close\r\n\r\n";
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+std::string gunzip(const std::string& data) {
+  z_stream z{};
+  inflateInit2(&z, 15 + 16);
+  std::string out(4096, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  inflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return out;
+}
+
+}  // namespace
+
+TEST(HttpServer, ServesOnIpv4AndIpv6WithPortZero) {
+  auto v4 = serve("127.0.0.1:0");
+  auto v6 = serve("[::1]:0");
+  ASSERT_TRUE(v4 && v6);
+  EXPECT_NE(v4->port(), 0);
+  EXPECT_EQ(v6->url(), "http://[::1]:" + std::to_string(v6->port()));
+  for (auto [server, ipv6] : {std::pair{v4.get(), false}, std::pair{v6.get(), true}}) {
+    std::string reply = exchange(server->port(), get("/metrics"), ipv6);
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
+    EXPECT_TRUE(reply.ends_with("\r\n\r\n" + kBody)) << reply;
+  }
+}
+
+TEST(HttpServer, EveryAddressTakesIpv4AndIpv6) {
+  auto any = serve(":0");
+  ASSERT_TRUE(any);
+  EXPECT_NE(exchange(any->port(), get("/metrics")).find(kBody), std::string::npos);
+  EXPECT_NE(exchange(any->port(), get("/metrics"), true).find(kBody), std::string::npos);
+}
+
+TEST(HttpServer, APortInUseSaysSo) {
+  auto first = serve("127.0.0.1:0");
+  ASSERT_TRUE(first);
+  auto second = HttpServer::start(ListenAddress{"127.0.0.1", first->port(), false}, routes());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().err, EADDRINUSE);
+}
+
+TEST(HttpServer, HeadHasGetsHeadersWithoutTheBody) {
+  auto server = serve("127.0.0.1:0");
+  std::string reply = exchange(server->port(), "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
+  EXPECT_NE(reply.find("Content-Length: " + std::to_string(kBody.size()) + "\r\n"), std::string::npos) << reply;
+  EXPECT_TRUE(reply.ends_with("\r\n\r\n")) << reply;
+}
+
+TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
+  auto server = serve("127.0.0.1:0");
+  std::string reply = exchange(server->port(), "GET /query?a=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                               "GET /query?b=2 HTTP/1.1\r\nHost: t\r\n\r\n" + get("/query?c=3"));
+  EXPECT_EQ(count(reply, "HTTP/1.1 200 OK"), 3u) << reply;
+  size_t a = reply.find("/query|a=1"), b = reply.find("/query|b=2"), c = reply.find("/query|c=3");
+  ASSERT_NE(c, std::string::npos) << reply;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+}
+
+TEST(HttpServer, RejectsUnknownPathsOtherMethodsBodiesAndHugeHeadersCleanly) {
+  auto server = serve("127.0.0.1:0");
+  EXPECT_TRUE(exchange(server->port(), get("/nope")).starts_with("HTTP/1.1 404 Not Found"));
+  std::string post = exchange(server->port(), "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_TRUE(post.starts_with("HTTP/1.1 405 Method Not Allowed")) << post;
+  EXPECT_NE(post.find("Allow: GET, HEAD\r\n"), std::string::npos);
+  std::string body = exchange(server->port(), "GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_TRUE(body.starts_with("HTTP/1.1 413")) << body;
+  std::string huge = exchange(server->port(), get("/metrics", "X-Big: " + std::string(20000, 'x') + "\r\n"));
+  EXPECT_TRUE(huge.starts_with("HTTP/1.1 431")) << huge.substr(0, 100);
+  std::string garbage = exchange(server->port(), "\x16\x03\x01 not http at all\r\n\r\n");
+  EXPECT_TRUE(garbage.starts_with("HTTP/1.1 400")) << garbage;
+}
+
+TEST(HttpServer, GzipWhenTheClientAcceptsIt) {
+  auto server = serve("127.0.0.1:0");
+  std::string reply = exchange(server->port(), get("/metrics", "Accept-Encoding: gzip\r\n"));
+  EXPECT_NE(reply.find("Content-Encoding: gzip\r\n"), std::string::npos);
+  EXPECT_EQ(gunzip(reply.substr(reply.find("\r\n\r\n") + 4)), kBody);
+}
+
+TEST(HttpServer, SlowAndIdleClientsAreCutOffByTheirDeadlines) {
+  HttpLimits limits;
+  limits.idle_timeout = 300ms;
+  limits.request_timeout = 300ms;
+  auto server = serve("127.0.0.1:0", limits);
+  Fd idle = connect_to(server->port());
+  Fd slow = connect_to(server->port());
+  auto start = std::chrono::steady_clock::now();
+  for (char c : std::string("GET /metrics HTTP/1.1\r\n")) {  // one byte every 50 ms: never completes in time
+    send_all(slow, std::string(1, c));
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(read_until_closed(slow), "");  // closed without an answer
+  EXPECT_EQ(read_until_closed(idle), "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST(HttpServer, AScrapeAnswersWhileHundredsOfIdleAndSlowConnectionsAreOpen) {
+  HttpLimits limits;
+  limits.max_connections = 100;
+  limits.max_per_client = 50;
+  auto server = serve("127.0.0.1:0", limits);
+  std::vector<Fd> hostile;
+  for (int i = 0; i < 300; ++i) {
+    hostile.push_back(connect_to(server->port()));
+    if (i % 2) send_all(hostile.back(), "GET /metrics HTTP/1.1\r\nX-Slow: ");  // a request that never ends
+  }
+  for (int i = 0; i < 20; ++i) {
+    std::string reply = exchange(server->port(), get("/metrics"));
+    ASSERT_TRUE(reply.ends_with(kBody)) << "scrape " << i << ": " << reply;
+  }
+  EXPECT_LE(server->connections(), limits.max_per_client);
+}
+
+TEST(ConnectionRegistry, AtACapTheOldestIdleConnectionMakesRoom) {
+  ConnectionRegistry<int> registry(3, 2);
+  auto a = std::make_shared<int>(1), b = std::make_shared<int>(2), c = std::make_shared<int>(3),
+       d = std::make_shared<int>(4), e = std::make_shared<int>(5);
+  EXPECT_EQ(registry.add(a, "10.0.0.1"), nullptr);
+  EXPECT_EQ(registry.add(b, "10.0.0.1"), nullptr);
+  registry.set_idle(a.get(), false);  // a is answering a request: never closed for room
+  EXPECT_EQ(registry.add(c, "10.0.0.1"), b);  // per-client cap: b is the oldest idle of that client
+  EXPECT_EQ(registry.add(d, "10.0.0.2"), nullptr);
+  EXPECT_EQ(registry.size(), 3u);
+  EXPECT_EQ(registry.add(e, "10.0.0.3"), c);  // total cap: c is the oldest idle overall
+  registry.set_idle(d.get(), false);
+  registry.set_idle(e.get(), false);
+  auto f = std::make_shared<int>(6);
+  EXPECT_EQ(registry.add(f, "10.0.0.4"), f);  // nobody idle: the newcomer is turned away
+  registry.remove(a.get());
+  EXPECT_EQ(registry.size(), 2u);
+  registry.remove(b.get());  // already gone: nothing happens
+  EXPECT_EQ(registry.size(), 2u);
+}
