@@ -1,5 +1,6 @@
 #include "agent/collect/event_plan.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
@@ -30,7 +31,7 @@ void resolve_with_kernel(PlannedEvent& p, PerfBackend& perf, const Decision& d, 
   p.status = opened.status;
   p.semantics = opened.semantics;
   p.reason = opened.reason;
-  for (auto& c : opened.counters) p.counters.push_back({p.event, c.mode, c.attr});
+  for (auto& c : opened.counters) p.counters.push_back({p.event, c.mode, c.attr, c.pmu});
 }
 
 PlannedEvent plan_one(const HostRoot& root, PerfBackend& perf, const EventSpec& spec, GuestMode guest,
@@ -83,31 +84,30 @@ std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, c
   return plan;
 }
 
-namespace {
-
-bool is_software(const EventAttr& e) {
-  return e.attr.type == PERF_TYPE_SOFTWARE || e.attr.type == PERF_TYPE_TRACEPOINT;
-}
-
-}  // namespace
-
+// Software events and tracepoints join any group (kernel/events/core.c perf_event_open: "Allow
+// the addition of software events to hw groups"), so they share one. Hardware counters are
+// grouped per PMU, because the kernel refuses a group that mixes hardware PMUs (cpu_core and
+// cpu_atom on a hybrid CPU), in groups of at most max_group_size, an event's host/guest pair together.
 std::vector<std::vector<size_t>> partition_slots(const std::vector<EventAttr>& slots, size_t max_group_size) {
   std::vector<std::vector<size_t>> groups;
   std::vector<size_t> software;
-  std::vector<size_t> hardware;
+  std::vector<std::pair<std::string, std::vector<size_t>>> filling;  // per PMU, in order of first use
   for (size_t i = 0; i < slots.size(); ++i) {
-    if (is_software(slots[i])) {
+    if (slots[i].pmu.empty()) {
       software.push_back(i);
       continue;
     }
-    // Start a new group when this event's counters would not fit with the current ones.
-    size_t event_size = 1;
-    while (i + event_size < slots.size() && slots[i + event_size].name == slots[i].name) ++event_size;
-    if (!hardware.empty() && hardware.size() + event_size > max_group_size) groups.push_back(std::exchange(hardware, {}));
-    for (size_t j = 0; j < event_size; ++j) hardware.push_back(i + j);
-    i += event_size - 1;
+    size_t n = 1;  // this event's counters on this PMU
+    while (i + n < slots.size() && slots[i + n].name == slots[i].name && slots[i + n].pmu == slots[i].pmu) ++n;
+    auto it = std::find_if(filling.begin(), filling.end(), [&](const auto& f) { return f.first == slots[i].pmu; });
+    if (it == filling.end()) it = filling.insert(filling.end(), {slots[i].pmu, {}});
+    if (!it->second.empty() && it->second.size() + n > max_group_size) groups.push_back(std::exchange(it->second, {}));
+    for (size_t j = 0; j < n; ++j) it->second.push_back(i + j);
+    i += n - 1;
   }
-  if (!hardware.empty()) groups.push_back(std::move(hardware));
+  for (auto& [pmu, members] : filling) {
+    if (!members.empty()) groups.push_back(std::move(members));
+  }
   if (!software.empty()) groups.insert(groups.begin(), std::move(software));
   return groups;
 }
@@ -122,7 +122,7 @@ PolicyPlan make_policy_plan(const Policy& policy, std::vector<PlannedEvent> even
 std::string PolicyPlan::key() const {
   std::string key;
   for (const auto& s : slots) {
-    key += s.name + "|" + s.mode + "|" + std::to_string(s.attr.type) + "|" + std::to_string(s.attr.config) + "|" +
+    key += s.name + "|" + s.mode + "|" + s.pmu + "|" + std::to_string(s.attr.type) + "|" + std::to_string(s.attr.config) + "|" +
            std::to_string(s.attr.exclude_guest) + std::to_string(s.attr.exclude_host) + std::to_string(s.attr.exclude_user) +
            std::to_string(s.attr.exclude_kernel) + ";";
   }

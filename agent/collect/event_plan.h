@@ -45,8 +45,8 @@ struct PolicyPlan {
 
 PolicyPlan make_policy_plan(const Policy& policy, std::vector<PlannedEvent> events, size_t max_group_size);
 
-// Software events and tracepoints share one group; hardware counters go in groups of at most
-// `max_group_size` (the PMU's general-purpose counters), an event's host/guest pair together.
+// Software events and tracepoints share one group; hardware counters go in groups per PMU of
+// at most `max_group_size` (the PMU's general-purpose counters), an event's host/guest pair together.
 std::vector<std::vector<size_t>> partition_slots(const std::vector<EventAttr>& slots, size_t max_group_size);
 
 // The tracepoint's id from tracefs under the root, or why it is not available.

@@ -28,6 +28,7 @@ struct EventAttr {
   std::string name;  // label value, e.g. "task-clock"
   std::string mode;  // what it counts: "all", "host" or "guest"
   perf_event_attr attr{};
+  std::string pmu;   // hardware PMU ("cpu", "cpu_core", "cpu_atom", ...); "" for software and tracepoints
 };
 
 class PerfGroup {

@@ -1,22 +1,32 @@
 #include "tests/support/fake_kernel.h"
 
-#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <charconv>
 #include <cstring>
+#include <filesystem>
 
 namespace kvmprof::testing {
 namespace {
 
-constexpr uint32_t kCorePmuType = 4;  // "cpu" / "cpu_core" in the fixtures
-constexpr uint32_t kAtomPmuType = 10;
-constexpr uint32_t kUncorePmuType = 14;
 constexpr unsigned kIntelMaxPrecise = 3;
 constexpr unsigned kAmdMaxPrecise = 2;
+constexpr std::string_view kMemfdPrefix = "/memfd:perf-fake-";
 
-bool core_event(const perf_event_attr& a) {
-  return a.type == PERF_TYPE_HARDWARE || a.type == PERF_TYPE_HW_CACHE || a.type == PERF_TYPE_RAW ||
-         a.type == kCorePmuType || a.type == kAtomPmuType;
+// The hardware PMU an event counts on (the sysfs type), 0 for software events and tracepoints:
+// generic hardware and cache events carry a hybrid PMU in config[63:32]
+// (include/uapi/linux/perf_event.h PERF_PMU_TYPE_SHIFT), else they go to the core PMU.
+uint32_t pmu_of(const perf_event_attr& a) {
+  if (a.type == PERF_TYPE_SOFTWARE || a.type == PERF_TYPE_TRACEPOINT) return 0;
+  if (a.type == PERF_TYPE_HARDWARE || a.type == PERF_TYPE_HW_CACHE) {
+    auto ext = static_cast<uint32_t>(a.config >> PERF_PMU_TYPE_SHIFT);
+    return ext ? ext : kCorePmuType;
+  }
+  return a.type == PERF_TYPE_RAW ? kCorePmuType : a.type;
 }
+
+bool core_event(const perf_event_attr& a) { return pmu_of(a) == kCorePmuType || pmu_of(a) == kAtomPmuType; }
 bool sampling(const perf_event_attr& a) { return a.freq || a.sample_period != 0; }
 bool has_exclude_bits(const perf_event_attr& a) { return a.exclude_guest || a.exclude_host; }
 
@@ -34,37 +44,151 @@ Rule uncore_no_exclude() {
           [](const perf_event_attr& a) { return a.type == kUncorePmuType && has_exclude_bits(a) ? EINVAL : 0; }};
 }
 
+Error refused(int err, const std::string& why) {
+  errno = err;
+  return system_error("perf_event_open (" + why + ")");
+}
+
 }  // namespace
 
-Result<Fd> FakeKernel::open(perf_event_attr& attr, pid_t, int, int group_fd) {
-  for (const auto& rule : rules_) {
-    if (int err = rule.errno_for(attr)) {
-      calls.emplace_back(attr, err);
-      errno = err;
-      return system_error("perf_event_open (" + name_ + ": " + rule.source + ")");
-    }
+FakeKernel::FakeKernel(FakeKernel&& other) noexcept
+    : count_for(std::move(other.count_for)), enabled_ns(other.enabled_ns), running_ns(other.running_ns),
+      name_(std::move(other.name_)), rules_(std::move(other.rules_)), counters_per_group_(other.counters_per_group_),
+      events_(std::move(other.events_)), exited_(std::move(other.exited_)), denied_(std::move(other.denied_)),
+      calls_(std::move(other.calls_)), next_id_(other.next_id_), reads_(other.reads_) {}
+
+// The event id behind an fd, from the memfd's name; 0 when the fd is not one of ours.
+uint64_t FakeKernel::id_of(int fd) const {
+  std::error_code ec;
+  auto target = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ec).string();
+  if (ec || !target.starts_with(kMemfdPrefix)) return 0;
+  uint64_t id = 0;
+  std::from_chars(target.data() + kMemfdPrefix.size(), target.data() + target.size(), id);
+  return id;
+}
+
+// Events whose fd is still open somewhere in this process: closing the last fd ends an event
+// (kernel/events/core.c perf_release), whatever number the fd had or gets reused for.
+std::set<uint64_t> FakeKernel::live_ids() const {
+  std::set<uint64_t> ids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = 0;
+    auto name = entry.path().filename().string();
+    std::from_chars(name.data(), name.data() + name.size(), fd);
+    if (uint64_t id = id_of(fd); events_.contains(id)) ids.insert(id);
   }
-  calls.emplace_back(attr, 0);
-  Fd fd(::eventfd(0, EFD_CLOEXEC));
-  open_[fd.get()] = attr;
-  ids_[fd.get()] = next_id_++;
-  members_[group_fd < 0 ? fd.get() : group_fd].push_back(fd.get());
+  return ids;
+}
+
+// Group checks of kernel/events/core.c perf_event_open() and arch/x86/events/core.c.
+int FakeKernel::check_group(const perf_event_attr& attr, pid_t tid, int group_fd) const {
+  auto leader = events_.find(id_of(group_fd));
+  if (leader == events_.end()) return EBADF;
+  if (leader->second.tid != tid) return EINVAL;  // "Make sure we're both on the same task"
+  auto live = live_ids();
+  unsigned hardware = pmu_of(attr) ? 1 : 0;
+  for (uint64_t id : live) {
+    const Event& member = events_.at(id);
+    if (member.leader != leader->first || !pmu_of(member.attr)) continue;
+    // A group's hardware events share one PMU context: a cpu_atom event cannot join a
+    // cpu_core group (6.1: group_leader->ctx != ctx -> EINVAL; 6.2+: pmu_ctx->pmu != pmu).
+    if (pmu_of(attr) && pmu_of(member.attr) != pmu_of(attr)) return EINVAL;
+    ++hardware;
+  }
+  // validate_group(): a group that cannot fit the PMU's counters at once is refused EINVAL.
+  return hardware > counters_per_group_ ? EINVAL : 0;
+}
+
+Result<Fd> FakeKernel::open(perf_event_attr& attr, pid_t tid, int, int group_fd) {
+  std::lock_guard lock(mu_);
+  auto refuse = [&](int err, const std::string& why) {
+    calls_.emplace_back(attr, err);
+    return refused(err, name_ + ": " + why);
+  };
+  // find_lively_task_by_vpid(): a thread that exited is ESRCH.
+  if (exited_.contains(tid)) return refuse(ESRCH, "no such thread");
+  // perf_event_open() -> ptrace_may_access(PTRACE_MODE_READ_REALCREDS) on the target: EACCES.
+  if (denied_.contains(tid)) return refuse(EACCES, "no ptrace access to the thread");
+  for (const auto& rule : rules_) {
+    if (int err = rule.errno_for(attr)) return refuse(err, rule.source);
+  }
+  if (group_fd >= 0) {
+    if (int err = check_group(attr, tid, group_fd)) return refuse(err, "group rules (kernel/events/core.c perf_event_open)");
+  }
+  calls_.emplace_back(attr, 0);
+  const uint64_t id = next_id_++;
+  Fd fd(::memfd_create(("perf-fake-" + std::to_string(id)).c_str(), MFD_CLOEXEC));
+  events_[id] = Event{attr, tid, group_fd < 0 ? id : id_of(group_fd), count_for(attr), enabled_ns, running_ns};
   return fd;
 }
 
+// PERF_FORMAT_GROUP|ID|TOTAL_TIME_ENABLED|TOTAL_TIME_RUNNING: nr, enabled, running, then
+// (value, id) per member; the times are the leader's (kernel/events/core.c perf_read_group).
 Result<size_t> FakeKernel::read(const Fd& fd, std::span<std::byte> buf) {
-  const auto& members = members_[fd.get()];
-  std::vector<uint64_t> words{members.size(), enabled_ns, running_ns};
-  for (int member : members) {
-    words.push_back(count_for(open_[member]));
-    words.push_back(ids_[member]);
+  std::lock_guard lock(mu_);
+  ++reads_;
+  auto leader = events_.find(id_of(fd.get()));
+  if (leader == events_.end()) return refused(EBADF, "not a perf fd");
+  std::vector<uint64_t> words{0, leader->second.enabled, leader->second.running};
+  for (uint64_t id : live_ids()) {
+    const Event& e = events_.at(id);
+    if (e.leader != leader->first) continue;
+    ++words[0];
+    words.push_back(e.count);
+    words.push_back(id);
   }
   size_t bytes = std::min(buf.size(), words.size() * sizeof(uint64_t));
   std::memcpy(buf.data(), words.data(), bytes);
   return bytes;
 }
 
-Result<uint64_t> FakeKernel::event_id(const Fd& fd) { return ids_.at(fd.get()); }
+Result<uint64_t> FakeKernel::event_id(const Fd& fd) {
+  std::lock_guard lock(mu_);
+  uint64_t id = id_of(fd.get());
+  if (!events_.contains(id)) return refused(EBADF, "not a perf fd");
+  return id;
+}
+
+void FakeKernel::exit_thread(pid_t tid) {
+  std::lock_guard lock(mu_);
+  exited_.insert(tid);
+}
+
+void FakeKernel::deny(pid_t tid) {
+  std::lock_guard lock(mu_);
+  denied_.insert(tid);
+}
+
+void FakeKernel::allow(pid_t tid) {
+  std::lock_guard lock(mu_);
+  denied_.erase(tid);
+}
+
+void FakeKernel::run(pid_t tid, uint64_t ns, uint64_t running) {
+  std::lock_guard lock(mu_);
+  for (uint64_t id : live_ids()) {
+    Event& e = events_.at(id);
+    if (e.tid != tid || exited_.contains(tid)) continue;
+    e.enabled += ns;
+    e.running += running;
+    e.count += static_cast<uint64_t>(static_cast<double>(count_for(e.attr)) * static_cast<double>(running) / 1e9);
+  }
+}
+
+size_t FakeKernel::open_events() const {
+  std::lock_guard lock(mu_);
+  return live_ids().size();
+}
+
+size_t FakeKernel::reads() const {
+  std::lock_guard lock(mu_);
+  return reads_;
+}
+
+std::vector<std::pair<perf_event_attr, int>> FakeKernel::calls() const {
+  std::lock_guard lock(mu_);
+  return calls_;
+}
 
 FakeKernel linux_3_1() {
   return FakeKernel("linux-3.1", {
@@ -84,12 +208,11 @@ FakeKernel linux_3_6() {
 }
 
 FakeKernel linux_6_1_intel() {
-  FakeKernel k("linux-6.1-intel", {
+  return FakeKernel("linux-6.1-intel", {
       precise_limit(kIntelMaxPrecise, "6.1 arch/x86/events/core.c x86_pmu_hw_config(): precise_ip > max_precise"),
       precise_needs_sampling(),
       uncore_no_exclude(),
   });
-  return k;
 }
 
 FakeKernel linux_6_1_amd_ibs() {
@@ -98,7 +221,7 @@ FakeKernel linux_6_1_amd_ibs() {
       {"6.1 arch/x86/events/amd/ibs.c: IBS has PERF_PMU_CAP_NO_EXCLUDE -> EINVAL on exclude bits",
        [](const perf_event_attr& a) { return a.precise_ip && has_exclude_bits(a) ? EINVAL : 0; }},
       precise_needs_sampling(),
-  });
+  }, 6);  // Zen: 6 core counters (arch/x86/events/amd/core.c num_counters = AMD64_NUM_COUNTERS_CORE)
 }
 
 FakeKernel linux_7_mediated() {
@@ -131,8 +254,12 @@ FakeKernel no_hardware_pmu() {
 }
 
 std::vector<FakeKernel> all_personalities() {
-  return {linux_3_1(), linux_3_6(), linux_6_1_intel(), linux_6_1_amd_ibs(), linux_7_mediated(),
-          linux_6_1_intel_hybrid(), no_hardware_pmu()};
+  std::vector<FakeKernel> out;
+  for (auto make : {linux_3_1, linux_3_6, linux_6_1_intel, linux_6_1_amd_ibs, linux_7_mediated, linux_6_1_intel_hybrid,
+                    no_hardware_pmu}) {
+    out.push_back(make());
+  }
+  return out;
 }
 
 }  // namespace kvmprof::testing

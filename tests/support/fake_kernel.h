@@ -1,10 +1,19 @@
 #pragma once
 // Fake kernel personalities: PerfBackend implementations that answer perf_event_open the way
 // a documented kernel does, for the hardware paths this machine (no hardware PMU) cannot
-// exercise. Each rule cites the kernel source it reproduces. Opened events are real eventfds
-// (so Fd ownership is real); reads return scripted counts.
+// exercise. Each rule cites the kernel source it reproduces.
+//
+// Beyond the personality's attr rules, every personality models what the collector meets on
+// real threads (each with its source in fake_kernel.cpp): group rules (one hardware PMU per
+// group, the PMU's counters per group), threads that exited (ESRCH) or may not be traced
+// (EACCES), and counts that grow as threads run, multiplexed or not. Opened events are real
+// memfds named after their event id, so Fd ownership is real and a closed fd whose number is
+// reused is never mistaken for the old event. Thread-safe: the agent plans on one thread and
+// counts on another.
 #include <functional>
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,26 +28,56 @@ struct Rule {
 
 class FakeKernel final : public PerfBackend {
  public:
-  FakeKernel(std::string name, std::vector<Rule> rules) : name_(std::move(name)), rules_(std::move(rules)) {}
+  FakeKernel(std::string name, std::vector<Rule> rules, unsigned counters_per_group = 4)
+      : name_(std::move(name)), rules_(std::move(rules)), counters_per_group_(counters_per_group) {}
+  FakeKernel(FakeKernel&& other) noexcept;
 
   Result<Fd> open(perf_event_attr& attr, pid_t tid, int cpu, int group_fd) override;
   Result<size_t> read(const Fd& fd, std::span<std::byte> buf) override;
   Result<uint64_t> event_id(const Fd& fd) override;
 
   const std::string& name() const { return name_; }
+
+  // A thread that exited: opens on it fail ESRCH; its open events keep their last values.
+  void exit_thread(pid_t tid);
+  // Opens on `tid` fail EACCES, as without ptrace access to it (or CAP_PERFMON).
+  void deny(pid_t tid);
+  void allow(pid_t tid);
+  // Every open event on `tid` was enabled for `ns` more and on the PMU for `running` of them;
+  // it counted count_for(attr) per second on the PMU.
+  void run(pid_t tid, uint64_t ns, uint64_t running);
+  // Events whose fds are still open.
+  size_t open_events() const;
   // Every open asked, with the errno given (0 = opened).
-  std::vector<std::pair<perf_event_attr, int>> calls;
-  // Scripted raw value for a counter, by its attr (see count_for).
+  std::vector<std::pair<perf_event_attr, int>> calls() const;
+  size_t reads() const;  // read() calls so far
+
+  // The count an event has when opened, and its count per second of running afterwards.
   std::function<uint64_t(const perf_event_attr&)> count_for = [](const perf_event_attr&) { return 0; };
+  // The enabled/running times an event has when opened (times of the group read).
   uint64_t enabled_ns = 1'000'000'000, running_ns = 1'000'000'000;
 
  private:
+  struct Event {
+    perf_event_attr attr;
+    pid_t tid;
+    uint64_t leader;  // event id of the group leader (itself when it leads)
+    uint64_t count, enabled, running;
+  };
+
+  int check_group(const perf_event_attr& attr, pid_t tid, int group_fd) const;
+  uint64_t id_of(int fd) const;
+  std::set<uint64_t> live_ids() const;
+
   std::string name_;
   std::vector<Rule> rules_;
-  std::map<int, perf_event_attr> open_;  // fd -> attr
-  std::map<int, uint64_t> ids_;
-  std::map<int, std::vector<int>> members_;  // leader fd -> member fds
+  unsigned counters_per_group_;
+  mutable std::mutex mu_;
+  std::map<uint64_t, Event> events_;  // by event id
+  std::set<pid_t> exited_, denied_;
+  std::vector<std::pair<perf_event_attr, int>> calls_;
   uint64_t next_id_ = 1;
+  size_t reads_ = 0;
 };
 
 // The personalities the tests run against.
@@ -50,5 +89,10 @@ FakeKernel linux_7_mediated();  // mediated vPMU active: guest-inclusive core ev
 FakeKernel linux_6_1_intel_hybrid();
 FakeKernel no_hardware_pmu();   // this machine: hardware events ENOENT
 std::vector<FakeKernel> all_personalities();
+
+// The fixtures' PMU types (sysfs type files): "cpu"/"cpu_core", "cpu_atom", an uncore PMU.
+inline constexpr uint32_t kCorePmuType = 4;
+inline constexpr uint32_t kAtomPmuType = 10;
+inline constexpr uint32_t kUncorePmuType = 14;
 
 }  // namespace kvmprof::testing

@@ -207,7 +207,7 @@ TEST(DecisionProperty, NeverOpensAnUnsafeCombination) {
     if (!entry.is_directory()) continue;
     HostModel host = fixture(entry.path().filename());
     bool mediated = quirks().find("mediated_vpmu", host) != nullptr;
-    for (FakeKernel kernel : all_personalities()) {
+    for (FakeKernel& kernel : all_personalities()) {
       for (const auto& s : specs) {
         for (GuestMode mode : modes) {
           Decision d = decide(spec(s), mode, host, quirks());

@@ -19,7 +19,7 @@ Decision decision(const std::string& spec, GuestMode mode, const HostModel& host
 
 std::vector<int> errnos(const FakeKernel& k) {
   std::vector<int> out;
-  for (const auto& [attr, err] : k.calls) out.push_back(err);
+  for (const auto& [attr, err] : k.calls()) out.push_back(err);
   return out;
 }
 
@@ -86,7 +86,7 @@ TEST(OpenLadder, RenegotiatesAttrSize) {
   FakeKernel k = answering(E2BIG, 1);
   OpenedDecision o = open_decision(k, decision("task-clock", GuestMode::kAuto, host), 1, -1, -1, host);
   EXPECT_EQ(errnos(k), (std::vector<int>{E2BIG, 0}));
-  EXPECT_EQ(k.calls.back().first.size, uint32_t{PERF_ATTR_SIZE_VER5});
+  EXPECT_EQ(k.calls().back().first.size, uint32_t{PERF_ATTR_SIZE_VER5});
   EXPECT_EQ(o.counters.size(), 1u);
 }
 

@@ -25,7 +25,7 @@ std::vector<EventAttr> software(std::initializer_list<const char*> names) {
     attr.size = sizeof(attr);
     attr.type = PERF_TYPE_SOFTWARE;
     attr.config = std::get<SoftwareEvent>(spec.kind).config;
-    out.push_back({spec.text, "all", attr});
+    out.push_back({spec.text, "all", attr, ""});
   }
   return out;
 }
