@@ -83,6 +83,7 @@ int Daemon::run() {
   raise_nofile_limit();
   reload_success_at_ = unix_now();
   config_mtime_ = mtime_of(config_path_);
+  publish(collector_.collect(nullptr, false), Clock::duration::zero());  // scrapes never find no snapshot
   if (auto started = start_http(); !started.ok()) {
     const Error& e = started.error();
     log_error("cannot serve HTTP: " + e.message() +
@@ -151,7 +152,7 @@ void Daemon::cycle() {
     }
   }
   watch_config_file();
-  Snapshot snapshot = collector_.collect(domains);
+  Snapshot snapshot = collector_.collect(domains ? &*domains : nullptr, domains.has_value());
   snapshot.libvirt_up = domains.has_value();
   publish(std::move(snapshot), Clock::now() - start);
   arm_cycle(cycle_ - (Clock::now() - start));

@@ -52,9 +52,10 @@ struct VmFamilies {
                                "perf event counts per vCPU thread, scaled for multiplexing.",
                                MetricType::Counter);
   MetricFamily enabled = family("kvmprof_vcpu_event_enabled_seconds_total",
-                                "Time the event's counter was enabled.", MetricType::Counter);
+                                "Time the event's counters were enabled (per event and mode).", MetricType::Counter);
   MetricFamily running = family("kvmprof_vcpu_event_running_seconds_total",
-                                "Time the event's counter was on the PMU (< enabled: multiplexed).",
+                                "Time the event's counters were on the PMU (< enabled: multiplexed; on hybrid "
+                                "CPUs the core types' running times add up).",
                                 MetricType::Counter);
   MetricFamily vm_events = family("kvmprof_vm_events_total",
                                   "perf counts summed over the VM's vCPUs (policies with aggregation per_vm).",
@@ -68,9 +69,9 @@ void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
   for (const auto& [reason, count] : vcpu.exits) {
     add(f.exits, with(labels, "reason", reason), static_cast<double>(count));
   }
-  for (const auto& e : vcpu.events) {
-    Labels event = with(labels, "event", e.event);
-    add(f.events, with(event, "mode", e.mode), e.value);
+  for (const auto& e : vcpu.events) {  // (event, mode) makes each series unique: a split event has two
+    Labels event = with(with(labels, "event", e.event), "mode", e.mode);
+    add(f.events, event, e.value);
     add(f.enabled, event, e.enabled_seconds);
     add(f.running, event, e.running_seconds);
   }

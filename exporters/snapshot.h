@@ -1,6 +1,7 @@
 #pragma once
 // Snapshot: everything one collection cycle measured, immutable once published. The
 // exporters read only this; they never touch libvirt or the kernel.
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -41,6 +42,14 @@ struct VmSample {
   std::vector<ModeValue> emulator_cpu;
   std::vector<EventValue> events;  // per-VM aggregation: sums over the vCPUs
 };
+
+// The entry of vCPU `index`, made in index order when missing.
+inline VcpuSample& vcpu_sample(VmSample& vm, unsigned index) {
+  auto it = std::lower_bound(vm.vcpus.begin(), vm.vcpus.end(), index,
+                             [](const VcpuSample& v, unsigned i) { return v.index < i; });
+  if (it == vm.vcpus.end() || it->index != index) it = vm.vcpus.insert(it, VcpuSample{index, {}, 0, {}, {}});
+  return *it;
+}
 
 // What a host limit (limits.max_counters / max_series) took away from a policy.
 struct LimitAction {

@@ -34,13 +34,6 @@ bool selector_matches(const Selector& s, const DomainFacts& d) {
   return true;
 }
 
-size_t select_policy(const std::vector<Policy>& policies, const DomainFacts& domain) {
-  for (size_t i = 0; i < policies.size(); ++i) {
-    if (selector_matches(policies[i].match, domain)) return i;
-  }
-  return policies.size();
-}
-
 std::vector<std::string> metadata_uris(const std::vector<Policy>& policies) {
   std::vector<std::string> out;
   for (const auto& p : policies) {

@@ -18,8 +18,15 @@ struct DomainFacts {
 
 bool selector_matches(const Selector& selector, const DomainFacts& domain);
 
-// Index into `policies`, or policies.size() for the default policy.
-size_t select_policy(const std::vector<Policy>& policies, const DomainFacts& domain);
+// Index of the first of `policies` (anything with a `match` Selector: the config's policies,
+// the agent's plans of them) whose selectors hold, or policies.size() for the default policy.
+template <class P>
+size_t select_policy(const std::vector<P>& policies, const DomainFacts& domain) {
+  for (size_t i = 0; i < policies.size(); ++i) {
+    if (selector_matches(policies[i].match, domain)) return i;
+  }
+  return policies.size();
+}
 
 // The metadata namespace URIs the policies ask about (libvirt is asked only for these).
 std::vector<std::string> metadata_uris(const std::vector<Policy>& policies);

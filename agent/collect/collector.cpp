@@ -3,18 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
+#include <charconv>
 
-#include "agent/discovery/qemu_process.h"
 #include "agent/system/log.h"
 #include "policy/policy_select.h"
 
 namespace kvmprof {
 namespace {
 
-constexpr double kTracepointGraceSeconds = 1.0;  // vCPU run time before "never fires" is said
-constexpr uint64_t kRescanEvery = 10;            // cycles between full thread reconciles
-constexpr size_t kSeriesPerVcpu = 5;             // cpu modes + wait + a few exits, not reducible
+constexpr uint64_t kRescanEvery = 10;  // cycles between full thread reconciles
 
 double now_seconds() {
   using namespace std::chrono;
@@ -26,76 +23,61 @@ uint64_t ns_per_tick() {
   return static_cast<uint64_t>(1'000'000'000 / (hz > 0 ? hz : 100));
 }
 
-std::vector<const PolicyPlan*> all_plans(const CollectorPlan& plan) {
-  std::vector<const PolicyPlan*> out;
-  for (const auto& p : plan.policies) out.push_back(&p);
-  out.push_back(&plan.default_policy);
+int read_paranoid(const HostRoot& root) {
+  auto text = root.read_file("/proc/sys/kernel/perf_event_paranoid");
+  int value = 2;
+  if (text.ok()) std::from_chars(text->data(), text->data() + text->size(), value);
+  return value;
+}
+
+// What the kernel's refusal of a VM's counters means, and what to do about it.
+std::string refusal_reason(int err, size_t threads, int paranoid) {
+  std::string what = "perf_event_open refused " + errno_name(err) + " on " + std::to_string(threads) + " vCPU thread(s)";
+  if (err == EACCES || err == EPERM) {
+    return what + ": the agent needs CAP_PERFMON (or CAP_SYS_ADMIN) and ptrace access to the QEMU threads "
+                  "(CAP_SYS_PTRACE, or root); perf_event_paranoid is " + std::to_string(paranoid) +
+           " (2 and above forbid kernel counting without CAP_PERFMON)";
+  }
+  if (err == EMFILE || err == ENFILE) return what + ": too many open files; raise LimitNOFILE (RLIMIT_NOFILE) for the agent";
+  if (err == ESRCH) return what + ": the threads exited";
+  return what + "; retried with a backoff";
+}
+
+std::vector<size_t> counters_per_event(const PolicyPlan& plan) {
+  std::vector<size_t> out;
+  for (const auto& e : plan.events) {
+    if (!e.counters.empty()) out.push_back(e.counters.size());
+  }
   return out;
 }
 
-// The plan with only its first `keep` counted events.
-PolicyPlan truncated(const PolicyPlan& plan, size_t keep, size_t max_group_size) {
+// The plan as a host limit allows it: aggregated per VM, and only its first `events` counted events.
+PolicyPlan limited(const PolicyPlan& plan, const PolicyAllowance& allowed, size_t max_group_size) {
   std::vector<PlannedEvent> events;
+  size_t keep = allowed.events;
   for (const auto& e : plan.events) {
     if (!e.counters.empty() && keep-- == 0) break;
     events.push_back(e);
   }
-  Policy policy{plan.name, plan.match, {}, plan.aggregation, plan.interval, plan.priority, {}};
+  Policy policy{plan.name, plan.match, {}, allowed.per_vm ? Aggregation::kPerVm : Aggregation::kPerVcpu,
+                plan.interval, plan.priority, {}};
   return make_policy_plan(policy, std::move(events), max_group_size);
 }
 
-size_t counted_events(const PolicyPlan& plan) {
-  return static_cast<size_t>(std::count_if(plan.events.begin(), plan.events.end(),
-                                           [](const PlannedEvent& e) { return !e.counters.empty(); }));
+std::vector<LimitAction> actions_of(const PolicyPlan& plan, const PolicyAllowance& allowed) {
+  std::vector<LimitAction> out;
+  if (allowed.per_vm && plan.aggregation != Aggregation::kPerVm) out.push_back({plan.name, "per_vm", ""});
+  size_t counted = 0;
+  for (const auto& e : plan.events) {
+    if (!e.counters.empty() && counted++ >= allowed.events) out.push_back({plan.name, "dropped", e.event});
+  }
+  return out;
 }
 
-// What the policies ask of this host, for the limits.
-struct LimitState {
-  std::map<std::string, PolicyPlan> plans;
-  std::map<std::string, size_t> vcpus;
-  std::map<std::string, size_t> vms;
-
-  size_t counters() {
-    size_t n = 0;
-    for (const auto& [name, p] : plans) n += vcpus[name] * p.slots.size();
-    return n;
-  }
-  // Estimated series: per vCPU its CPU/wait/exit series, plus per counter 3 series per vCPU
-  // (value, enabled, running) or 1 per VM when aggregated.
-  size_t series() {
-    size_t n = 0;
-    for (const auto& [name, p] : plans) {
-      size_t per_counter = p.aggregation == Aggregation::kPerVm ? vms[name] : vcpus[name] * 3;
-      n += vcpus[name] * kSeriesPerVcpu + per_counter * p.slots.size();
-    }
-    return n;
-  }
-};
-
-void aggregate_for_series(LimitState& state, const std::vector<std::string>& order, size_t max_series,
-                          std::vector<LimitAction>& actions) {
-  for (const auto& name : order) {
-    if (max_series == 0 || state.series() <= max_series) return;
-    if (state.plans[name].aggregation == Aggregation::kPerVm || state.vcpus[name] == 0) continue;
-    state.plans[name].aggregation = Aggregation::kPerVm;
-    actions.push_back({name, "per_vm", ""});
-  }
-}
-
-void drop_for_counters(LimitState& state, const std::vector<std::string>& order, const Limits& limits,
-                       std::vector<LimitAction>& actions) {
-  for (const auto& name : order) {
-    PolicyPlan& plan = state.plans[name];
-    while (limits.max_counters > 0 && state.counters() > limits.max_counters && state.vcpus[name] > 0 &&
-           counted_events(plan) > 0) {
-      PolicyPlan smaller = truncated(plan, counted_events(plan) - 1, limits.max_group_size);
-      for (const auto& e : plan.events) {
-        bool kept = std::any_of(smaller.events.begin(), smaller.events.end(), [&](const auto& k) { return k.event == e.event; });
-        if (!kept && !e.counters.empty()) actions.push_back({name, "dropped", e.event});
-      }
-      plan = std::move(smaller);
-    }
-  }
+bool same_actions(const std::vector<LimitAction>& a, const std::vector<LimitAction>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.policy == y.policy && x.action == y.action && x.event == y.event;
+  });
 }
 
 }  // namespace
@@ -107,247 +89,173 @@ std::chrono::milliseconds CollectorPlan::cycle() const {
 }
 
 Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
-    : root_(std::move(root)), perf_(perf), ns_per_tick_(ns_per_tick()) {
+    : root_(std::move(root)),
+      ns_per_tick_(ns_per_tick()),
+      paranoid_(read_paranoid(root_)),
+      inventory_(root_),
+      cpu_(root_, ns_per_tick_, read_errors_),
+      counters_(perf, open_errors_, read_errors_) {
+  inventory_.add_consumer(cpu_);
+  inventory_.add_consumer(counters_);
   apply(std::move(plan));
+}
+
+std::vector<const PolicyPlan*> Collector::plans() const {
+  std::vector<const PolicyPlan*> out;
+  for (const auto& p : config_.policies) out.push_back(&p);
+  out.push_back(&config_.default_policy);
+  return out;
+}
+
+std::string Collector::policy_of(const DomainRecord& r) const {
+  size_t i = select_policy(config_.policies, DomainFacts{r.name, r.uuid, r.title, r.metadata});
+  return i < config_.policies.size() ? config_.policies[i].name : config_.default_policy.name;
 }
 
 void Collector::apply(CollectorPlan plan) {
   config_ = std::move(plan);
-  for (auto& [uuid, vm] : vms_) vm.policy = policy_name(vm.record);
-  for (const PolicyPlan* p : all_plans(config_)) {
-    for (const auto& e : p->events) {
-      if (!e.counters.empty() && !e.tracepoint) live_.insert(e.event);
-    }
-  }
+  inventory_.resolve_policies([this](const DomainRecord& r) { return policy_of(r); });
   enforce_limits();
 }
 
-Snapshot Collector::collect(const std::optional<std::vector<DomainRecord>>& domains) {
-  if (domains) sync(*domains);
-  CollectContext ctx{root_, perf_, ns_per_tick_, open_errors_, read_errors_};
-  const bool reconcile = cycles_++ % kRescanEvery == 0;
-  const auto now = std::chrono::steady_clock::now();
-  for (auto& [uuid, vm] : vms_) {
-    const auto& plan = effective_.at(vm.policy);
-    if (!vm.state) attach(vm, plan);
-    if (!vm.state) continue;
-    if (vm.state->plan_ptr() != plan) {
-      if (vm.state->plan().key() != plan->key()) log_info("VM " + vm.record.name + ": counters reopened for policy " + plan->name);
-      vm.state->switch_plan(ctx, plan);
-    }
-    if (now < vm.next_read) continue;  // its policy reads it less often; the last values stand
-    vm.next_read = now + plan->interval.value_or(config_.interval) - config_.cycle() / 2;
-    const unsigned expected = vm.record.vcpus_current;
-    bool rescan = reconcile || vm.state->needs_rescan(expected);
-    if (rescan && !vm.state->refresh_threads(ctx, expected)) {
-      vm.state.reset();  // the process is gone; libvirt will tell us the domain stopped
-      continue;
-    }
-    vm.state->read(ctx);
+// Each policy's plan as the host limits allow it, and every VM's plan from it. A plan whose
+// counters and aggregation stay the same keeps its object, so its VMs are not touched.
+void Collector::enforce_limits() {
+  std::vector<PolicyDemand> demands;
+  for (const PolicyPlan* p : plans()) {
+    demands.push_back({p->name, p->priority, p->aggregation == Aggregation::kPerVm, counters_per_event(*p), 0, 0});
   }
-  update_liveness();
+  for (const auto& [uuid, vm] : inventory_.vms()) {
+    auto d = std::find_if(demands.begin(), demands.end(), [&](const auto& x) { return x.name == vm.policy; });
+    d->vcpus += vm.record.vcpus_current;
+    ++d->vms;
+  }
+  limits_ = apply_limits(demands, config_.limits, limits_);
+  std::vector<LimitAction> actions;
+  std::map<std::string, std::shared_ptr<const PolicyPlan>> effective;
+  for (const PolicyPlan* p : plans()) {
+    const PolicyAllowance& allowed = limits_.at(p->name);
+    auto next = std::make_shared<const PolicyPlan>(limited(*p, allowed, config_.limits.max_group_size));
+    auto current = effective_.find(p->name);
+    bool same = current != effective_.end() && current->second->key() == next->key() &&
+                current->second->aggregation == next->aggregation && current->second->interval == next->interval;
+    effective[p->name] = same ? current->second : next;
+    auto more = actions_of(*p, allowed);
+    actions.insert(actions.end(), more.begin(), more.end());
+  }
+  effective_ = std::move(effective);
+  if (!same_actions(actions, limit_actions_)) {
+    for (const auto& a : actions) log_warning("limit: policy " + quoted(a.policy) + " " + a.action + (a.event.empty() ? "" : " " + a.event));
+  }
+  limit_actions_ = std::move(actions);
+  for (auto& [uuid, vm] : inventory_.vms()) inventory_.set_plan(vm, effective_.at(vm.policy));
+}
+
+Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt_live, Clock::time_point now) {
+  if (fresh && inventory_.sync(*fresh, [this](const DomainRecord& r) { return policy_of(r); })) enforce_limits();
+  const bool reconcile = cycles_++ % kRescanEvery == 0;
+  std::vector<std::string> uuids;
+  for (const auto& [uuid, vm] : inventory_.vms()) uuids.push_back(uuid);
+  for (const auto& uuid : uuids) read(uuid, now, reconcile);
+  auto health = counters_.health();
   Snapshot snap;
-  for (const auto& [uuid, vm] : vms_) snap.vms.push_back(sample(vm));
-  snap.sources = sources(domains.has_value());
-  add_event_info(snap);
+  snap.sources = sources(libvirt_live, health);
+  std::set<std::string> live;
+  std::map<std::string, SourceStatus> perf;
+  for (const auto& s : snap.sources) {
+    if (!s.source.starts_with("perf:")) continue;
+    perf[s.source.substr(5)] = s;
+    if (s.up) live.insert(s.source.substr(5));
+  }
+  for (const auto& [uuid, vm] : inventory_.vms()) snap.vms.push_back(sample(vm, libvirt_live, live));
+  add_event_info(snap, perf);
   snap.limit_actions = limit_actions_;
   snap.perf_open_errors = open_errors_;
   snap.read_errors = read_errors_;
-  snap.discovery_errors = discovery_errors_;
+  snap.discovery_errors = inventory_.discovery_errors();
   snap.timestamp_seconds = now_seconds();
   return snap;
 }
 
-void Collector::sync(const std::vector<DomainRecord>& domains) {
-  std::set<std::string> present;
-  libvirt_exits_seen_ = false;
-  bool changed = false;
-  for (const auto& record : domains) {
-    present.insert(record.uuid);
-    libvirt_exits_seen_ = libvirt_exits_seen_ || !record.exits.empty();
-    auto [it, added] = vms_.try_emplace(record.uuid, Vm{record, nullptr, "", {}, ""});
-    Vm& vm = it->second;
-    if (added) log_info("VM " + record.name + " (" + record.uuid + ") found");
-    if (!added && vm.record.id != record.id) vm.state.reset();  // restarted
-    bool described = added || vm.record.name != record.name || vm.record.title != record.title ||
-                     vm.record.metadata != record.metadata;
-    changed = changed || described || vm.record.vcpus_current != record.vcpus_current;
-    vm.record = record;
-    if (described) vm.policy = policy_name(record);  // selectors (a regex for metadata) run only here
-  }
-  std::erase_if(vms_, [&](const auto& entry) {
-    bool gone = !present.contains(entry.first);
-    if (gone) log_info("VM " + entry.second.record.name + " (" + entry.first + ") gone");
-    changed = changed || gone;
-    return gone;
-  });
-  if (changed) enforce_limits();
+// A VM due for reading (per its policy's interval): its threads where needed, then procfs and
+// counters once each. Threads procfs finds exited leave through the inventory.
+void Collector::read(const std::string& uuid, Clock::time_point now, bool reconcile) {
+  auto it = inventory_.vms().find(uuid);
+  VmEntry& vm = it->second;
+  if (now < vm.next_read) return;  // its policy reads it less often; the last values stand
+  vm.next_read = now + vm.plan->interval.value_or(config_.interval) - config_.cycle() / 2;
+  if (!inventory_.refresh(vm, now, reconcile)) return;  // its process exited: it left
+  if (!inventory_.threads_exited(vm, cpu_.read(uuid))) return;
+  counters_.read(uuid, now);
 }
 
-std::string Collector::policy_name(const DomainRecord& r) const {
-  DomainFacts facts{r.name, r.uuid, r.title, r.metadata};
-  for (const auto& p : config_.policies) {
-    if (selector_matches(p.match, facts)) return p.name;
-  }
-  return config_.default_policy.name;
-}
-
-
-// Host limits: when the estimate exceeds limits.max_series, the lowest-priority policies are
-// aggregated per VM first; when open counters exceed limits.max_counters, they lose events
-// from the end of their list. Each step is reported as a LimitAction.
-void Collector::enforce_limits() {
-  LimitState state;
-  for (const PolicyPlan* p : all_plans(config_)) state.plans.emplace(p->name, *p);
-  for (const auto& [uuid, vm] : vms_) {
-    state.vcpus[vm.policy] += vm.record.vcpus_current;
-    ++state.vms[vm.policy];
-  }
-  std::vector<std::string> order;  // lowest priority first; among equals, later policies first
-  for (const PolicyPlan* p : all_plans(config_)) order.insert(order.begin(), p->name);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](const auto& a, const auto& b) { return state.plans[a].priority < state.plans[b].priority; });
-  limit_actions_.clear();
-  aggregate_for_series(state, order, config_.limits.max_series, limit_actions_);
-  drop_for_counters(state, order, config_.limits, limit_actions_);
-  for (const auto& a : limit_actions_) log_warning("limit: policy " + a.policy + " " + a.action + (a.event.empty() ? "" : " " + a.event));
-  publish(std::move(state.plans));
-}
-
-// Plans whose counters stay the same keep their pointer, so their VMs are not reopened.
-void Collector::publish(std::map<std::string, PolicyPlan> plans) {
-  std::map<std::string, std::shared_ptr<const PolicyPlan>> effective;
-  for (auto& [name, p] : plans) {
-    auto current = effective_.find(name);
-    bool same = current != effective_.end() && current->second->key() == p.key() &&
-                current->second->aggregation == p.aggregation;
-    effective[name] = same ? current->second : std::make_shared<const PolicyPlan>(std::move(p));
-  }
-  effective_ = std::move(effective);
-}
-
-void Collector::attach(Vm& vm, const std::shared_ptr<const PolicyPlan>& plan) {
-  auto pid = find_qemu_pid(root_, vm.record.uuid);
-  if (!pid) {
-    set_problem(vm, "qemu_process_not_found",
-                "no process with '-uuid " + vm.record.uuid +
-                    "' in /proc; is the agent in the host's PID namespace (hostPID, or --root)?");
-    return;
-  }
-  vm.state = std::make_unique<VmState>(*pid, plan);
-  vm.problem.clear();
-}
-
-void Collector::set_problem(Vm& vm, const std::string& reason, const std::string& detail) {
-  if (vm.problem == reason) return;  // log and count each problem once per VM
-  vm.problem = reason;
-  ++discovery_errors_[reason];
-  log_warning("VM " + vm.record.name + " (" + vm.record.uuid + ") not fully measured: " + detail);
-}
-
-void Collector::update_liveness() {
-  for (auto& [uuid, vm] : vms_) {
-    if (!vm.state) continue;
-    const PolicyPlan& plan = vm.state->plan();
-    for (const auto& [tid, vcpu] : vm.state->vcpus()) {
-      for (size_t slot = 0; slot < plan.slots.size(); ++slot) {
-        if (vcpu.counts[slot] > 0) live_.insert(plan.slots[slot].name);
-      }
-    }
-    if (vm.state->vcpu_count() < vm.record.vcpus_current) {
-      set_problem(vm, "vcpu_threads_not_found",
-                  "found " + std::to_string(vm.state->vcpu_count()) + " of " + std::to_string(vm.record.vcpus_current) +
-                      " vCPU threads named 'CPU N/...'; QEMU must run with debug-threads=on");
-    }
-  }
-}
-
-VmSample Collector::sample(const Vm& vm) const {
-  VmSample out{vm.record.name, vm.record.uuid, vm.policy, false, {}, {}, {}};
-  if (!vm.state) return out;
-  out.mapped = vm.state->vcpu_count() >= vm.record.vcpus_current;
-  out.vcpus = vm.state->vcpu_samples(live_);
-  out.emulator_cpu = vm.state->emulator_cpu();
+VmSample Collector::sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const {
+  VmSample out{vm.record.name, vm.record.uuid, vm.policy, vm.mapped(), {}, {}, {}};
+  cpu_.fill(vm.record.uuid, out);
+  counters_.fill(vm.record.uuid, out, live);
+  if (!libvirt_live) return out;  // not live, no series: the last exit counts are not shown as current
   for (auto& vcpu : out.vcpus) {
-    auto exits = vm.record.exits.find(vcpu.index);
-    if (exits != vm.record.exits.end()) vcpu.exits = exits->second;
-  }
-  if (vm.state->plan().aggregation == Aggregation::kPerVm) {
-    std::map<std::pair<std::string, std::string>, EventValue> sums;
-    for (auto& vcpu : out.vcpus) {
-      for (const auto& e : vcpu.events) {
-        EventValue& sum = sums.try_emplace({e.event, e.mode}, EventValue{e.event, e.mode, 0, 0, 0}).first->second;
-        sum.value += e.value;
-        sum.enabled_seconds += e.enabled_seconds;
-        sum.running_seconds += e.running_seconds;
-      }
-      vcpu.events.clear();
-    }
-    for (auto& [key, sum] : sums) out.events.push_back(sum);
+    if (auto exits = vm.record.exits.find(vcpu.index); exits != vm.record.exits.end()) vcpu.exits = exits->second;
   }
   return out;
 }
 
-void Collector::add_event_info(Snapshot& snap) const {
-  for (const PolicyPlan* plan : all_plans(config_)) {
+std::vector<SourceStatus> Collector::sources(bool libvirt_live, const std::map<std::string, EventHealth>& health) {
+  bool exits = std::any_of(inventory_.vms().begin(), inventory_.vms().end(), [](const auto& v) { return !v.second.record.exits.empty(); });
+  std::vector<SourceStatus> out;
+  out.push_back({"libvirt_vcpu_exits", libvirt_live && exits,
+                 libvirt_live ? "libvirt reports no vcpu.N.exits (needs QEMU query-stats)" : "libvirt is not answering"});
+  auto [vcpus, untrusted] = cpu_.tick_trust();
+  out.push_back({"procfs_tick_split", vcpus > 0 && untrusted == 0,
+                 vcpus == 0 ? "no vCPU threads yet"
+                            : std::to_string(untrusted) + " of " + std::to_string(vcpus) +
+                                  " vCPU threads have stat ticks that disagree with schedstat; they export mode=\"all\""});
+  for (const auto& [event, h] : health) {
+    if (h.counted) tracepoints_fired_.insert(event);
+  }
+  std::set<std::string> seen;
+  for (const PolicyPlan* plan : plans()) {
+    for (const auto& e : plan->events) {
+      if (seen.insert(e.event).second) out.push_back(event_source(e, health));
+    }
+  }
+  return out;
+}
+
+// Live means: its counters are open and read on some vCPU thread now, and, for a tracepoint,
+// some vCPU thread has hit it.
+SourceStatus Collector::event_source(const PlannedEvent& e, const std::map<std::string, EventHealth>& health) const {
+  const std::string source = "perf:" + e.event;
+  if (e.counters.empty()) return {source, false, e.reason};
+  auto h = health.find(e.event);
+  if (h == health.end() || (h->second.open == 0 && h->second.refused == 0)) {
+    bool limited = std::any_of(limit_actions_.begin(), limit_actions_.end(), [&](const auto& a) { return a.event == e.event; });
+    return {source, false, limited ? "not counted: a host limit dropped it (kvmprof_limit_action_info)" : "no vCPU thread to count on yet"};
+  }
+  if (h->second.open == 0) return {source, false, refusal_reason(h->second.last_errno, h->second.refused, paranoid_)};
+  if (e.tracepoint && !tracepoints_fired_.contains(e.event)) {
+    return {source, false, "open on " + std::to_string(h->second.open) +
+                               " vCPU thread(s), but none has hit it yet (on nested KVM kvm:kvm_exit never fires)"};
+  }
+  return {source, true, ""};
+}
+
+// Each configured event's decision, with what really happened to it: an event the kernel
+// refused on every vCPU thread is "failed", with the errno and what to do.
+void Collector::add_event_info(Snapshot& snap, const std::map<std::string, SourceStatus>& perf) const {
+  for (const PolicyPlan* plan : plans()) {
     for (const auto& p : plan->events) {
-      snap.event_info.push_back({p.event, plan->name, std::string(to_string(p.guest)), p.precise,
-                                 std::string(to_string(p.status)), p.semantics, p.reason});
+      EventInfo info{p.event, plan->name, std::string(to_string(p.guest)), p.precise,
+                     std::string(to_string(p.status)), p.semantics, p.reason};
+      const SourceStatus& s = perf.at(p.event);
+      if (!p.counters.empty() && !s.up && s.reason.starts_with("perf_event_open refused")) {
+        info.status = "failed";
+        info.reason = s.reason;
+      }
+      snap.event_info.push_back(std::move(info));
       for (const auto& step : p.fallbacks) ++snap.open_fallbacks[{p.event, step}];
     }
   }
-}
-
-std::vector<SourceStatus> Collector::sources(bool libvirt_answered) const {
-  std::vector<SourceStatus> out;
-  out.push_back({"libvirt_vcpu_exits", libvirt_answered && libvirt_exits_seen_,
-                 libvirt_answered ? "libvirt reports no vcpu.N.exits (needs QEMU query-stats)"
-                                  : "libvirt is not connected"});
-  out.push_back(ticks_source());
-  std::set<std::string> seen;
-  for (const PolicyPlan* plan : all_plans(config_)) {
-    for (const auto& e : plan->events) {
-      if (seen.insert(e.event).second) out.push_back(event_source(e));
-    }
-  }
-  return out;
-}
-
-SourceStatus Collector::ticks_source() const {
-  size_t vcpus = 0, untrusted = 0;
-  for (const auto& [uuid, vm] : vms_) {
-    if (!vm.state) continue;
-    for (const auto& [tid, vcpu] : vm.state->vcpus()) {
-      ++vcpus;
-      untrusted += vcpu.cpu.trusted() ? 0 : 1;
-    }
-  }
-  return {"procfs_tick_split", vcpus > 0 && untrusted == 0,
-          vcpus == 0 ? "no vCPU threads yet"
-                     : std::to_string(untrusted) + " of " + std::to_string(vcpus) +
-                           " vCPU threads have stat ticks that disagree with schedstat; they export mode=\"all\""};
-}
-
-SourceStatus Collector::event_source(const PlannedEvent& event) const {
-  std::string source = "perf:" + event.event;
-  if (event.counters.empty()) return {source, false, event.reason};
-  if (live_.contains(event.event)) return {source, true, ""};
-  double run_seconds = 0;
-  for (const auto& [uuid, vm] : vms_) {
-    if (!vm.state) continue;
-    for (const auto& [tid, vcpu] : vm.state->vcpus()) run_seconds += static_cast<double>(vcpu.cpu.total_ns()) / 1e9;
-  }
-  return {source, false,
-          run_seconds < kTracepointGraceSeconds
-              ? "no count yet"
-              : "opened, but no vCPU thread has hit it after more than 1 s of vCPU run time; "
-                "this host does not fire it (seen on nested KVM)"};
-}
-
-size_t Collector::open_fds() const {
-  size_t n = 0;
-  for (const auto& [uuid, vm] : vms_) n += vm.state ? vm.state->fd_count() : 0;
-  return n;
 }
 
 }  // namespace kvmprof

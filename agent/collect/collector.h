@@ -1,18 +1,22 @@
 #pragma once
-// Collector: one collection cycle. Follows the domains libvirt reports, gives each its policy,
-// reads every thread's procfs files and counter groups once, and produces a Snapshot.
+// Collector: one collection cycle. It feeds libvirt's answers to the Inventory (which
+// announces the thread lifecycle to the consumers: CPU accounting, counter groups, and any
+// added with add_consumer), gives each policy its share of the host limits, reads every due
+// VM once, and builds the Snapshot. Whether a source is live comes from what really opened and
+// counted, never from the plan; a source that is not live has no series.
 #include <chrono>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "agent/collect/counter_groups.h"
+#include "agent/collect/cpu_accounting.h"
 #include "agent/collect/event_plan.h"
-#include "agent/collect/vm_state.h"
-#include "agent/discovery/hypervisor.h"
+#include "agent/collect/inventory.h"
 #include "exporters/snapshot.h"
+#include "policy/limits.h"
 
 namespace kvmprof {
 
@@ -29,52 +33,45 @@ struct CollectorPlan {
 
 class Collector {
  public:
+  using Clock = std::chrono::steady_clock;
+
   Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan);
 
-  // `domains` is nullopt when libvirt could not be asked this cycle: the VMs already known
-  // are then still measured through procfs and perf, and libvirt's exit counts are absent.
-  Snapshot collect(const std::optional<std::vector<DomainRecord>>& domains);
-  // A reloaded config: VMs whose policy now opens different counters are reopened at the next
-  // cycle (continuing counters keep their counts); the others are not touched.
+  // A reloaded config: every VM's policy is resolved again; VMs whose counters change are
+  // reopened (their totals continue), the others are not touched.
   void apply(CollectorPlan plan);
-  size_t open_fds() const;
+  // Another consumer of the thread lifecycle; it hears of threads found from now on.
+  void add_consumer(ThreadConsumer& consumer) { inventory_.add_consumer(consumer); }
+  // One cycle. `fresh`: libvirt's answer when a new one came since the last cycle (the VMs
+  // already known are measured either way). `libvirt_live`: libvirt answers now; its exit
+  // counters are exported only then.
+  Snapshot collect(const std::vector<DomainRecord>* fresh, bool libvirt_live, Clock::time_point now = Clock::now());
+  size_t open_fds() const { return cpu_.fd_count() + counters_.fd_count(); }
 
  private:
-  struct Vm {
-    DomainRecord record;
-    std::unique_ptr<VmState> state;  // null while the QEMU process is not found
-    std::string problem;             // why the VM is not (fully) mapped; logged once
-    std::chrono::steady_clock::time_point next_read{};  // per its policy's interval
-    std::string policy;  // resolved when its name, title or metadata or the config changes
-  };
-
-  void sync(const std::vector<DomainRecord>& domains);
-  void attach(Vm& vm, const std::shared_ptr<const PolicyPlan>& plan);
-  void set_problem(Vm& vm, const std::string& reason, const std::string& detail);
+  std::vector<const PolicyPlan*> plans() const;
+  std::string policy_of(const DomainRecord& record) const;
   void enforce_limits();
-  void publish(std::map<std::string, PolicyPlan> plans);
-  std::string policy_name(const DomainRecord& record) const;
-  void update_liveness();
-  VmSample sample(const Vm& vm) const;
-  std::vector<SourceStatus> sources(bool libvirt_answered) const;
-  SourceStatus event_source(const PlannedEvent& event) const;
-  SourceStatus ticks_source() const;
-  void add_event_info(Snapshot& snap) const;
+  void read(const std::string& uuid, Clock::time_point now, bool reconcile);
+  VmSample sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const;
+  std::vector<SourceStatus> sources(bool libvirt_live, const std::map<std::string, EventHealth>& health);
+  SourceStatus event_source(const PlannedEvent& event, const std::map<std::string, EventHealth>& health) const;
+  void add_event_info(Snapshot& snap, const std::map<std::string, SourceStatus>& perf) const;
 
   HostRoot root_;
-  PerfBackend& perf_;
   uint64_t ns_per_tick_;
-  CollectorPlan config_;
-  // The plans VMs use, after host limits: by policy name.
-  std::map<std::string, std::shared_ptr<const PolicyPlan>> effective_;
-  std::vector<LimitAction> limit_actions_;
-  std::set<std::string> live_;  // events with exportable values; tracepoints join once seen
-  std::map<std::string, Vm> vms_;  // by UUID
-  bool libvirt_exits_seen_ = false;
-  uint64_t cycles_ = 0;
+  int paranoid_;  // perf_event_paranoid, for what to do when the kernel refuses counters
   ErrorCounts open_errors_;
   ErrorCounts read_errors_;
-  std::map<std::string, uint64_t> discovery_errors_;
+  CollectorPlan config_;
+  Inventory inventory_;
+  CpuAccounting cpu_;
+  CounterGroups counters_;
+  std::map<std::string, std::shared_ptr<const PolicyPlan>> effective_;  // by policy, after the host limits
+  LimitOutcome limits_;
+  std::vector<LimitAction> limit_actions_;
+  std::set<std::string> tracepoints_fired_;  // tracepoints some vCPU thread has hit
+  uint64_t cycles_ = 0;
 };
 
 }  // namespace kvmprof

@@ -20,6 +20,7 @@ struct DomainRecord {
   // vCPU index -> exit reason -> count, from KVM's binary stats as libvirt reports them
   // ("vcpu.N.exits.sum" is reason "all", "vcpu.N.halt_exits.sum" is "halt", ...).
   std::map<unsigned, std::map<std::string, uint64_t>> exits;
+  bool vcpu_stats = true;  // the vCPU fields were there (with NOWAIT libvirt may skip a busy domain's)
 };
 
 class Hypervisor {

@@ -30,6 +30,7 @@ const char* lifecycle_name(int event) {
 
 DomainRecord to_record(const virDomainStatsRecord& rec) {
   DomainRecord out;
+  out.vcpu_stats = false;
   out.name = virDomainGetName(rec.dom);
   out.id = static_cast<int>(virDomainGetID(rec.dom));
   char uuid[VIR_UUID_STRING_BUFLEN] = {};
@@ -40,6 +41,7 @@ DomainRecord to_record(const virDomainStatsRecord& rec) {
     std::string reason;
     if (std::string(p.field) == "vcpu.current" && p.type == VIR_TYPED_PARAM_UINT) {
       out.vcpus_current = p.value.ui;
+      out.vcpu_stats = true;
     } else if (p.type == VIR_TYPED_PARAM_ULLONG && parse_exit_param(p.field, vcpu, reason)) {
       out.exits[vcpu][reason] = p.value.ul;
     }

@@ -10,23 +10,18 @@ constexpr uint64_t kReadFormat = PERF_FORMAT_GROUP | PERF_FORMAT_ID |
 
 }  // namespace
 
-PerfGroup PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
-                          const std::vector<size_t>& slots, OpenErrors& errors) {
+Result<PerfGroup> PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
+                                  const std::vector<size_t>& slots, OpenErrors& errors) {
   PerfGroup group(events.size());
   for (size_t slot : slots) {
     perf_event_attr attr = events[slot].attr;
     attr.read_format = kReadFormat;
-    int leader = group.valid() ? group.fds_.front().get() : -1;
+    int leader = group.fds_.empty() ? -1 : group.fds_.front().get();
     auto fd = backend.open(attr, tid, -1, leader);  // attr.size was negotiated when the event was planned
-    if (!fd.ok()) {
-      ++errors[{events[slot].name, errno_name(fd.error().err)}];
-      if (fd.error().err == ESRCH) return group;  // the thread is gone: no point going on
-      continue;
-    }
-    auto id = backend.event_id(*fd);
+    Result<uint64_t> id = fd.ok() ? backend.event_id(*fd) : fd.error();
     if (!id.ok()) {
       ++errors[{events[slot].name, errno_name(id.error().err)}];
-      continue;
+      return Error{id.error().err, "open " + events[slot].name + " on thread " + std::to_string(tid)};
     }
     group.slot_by_id_[*id] = slot;
     group.fds_.push_back(std::move(*fd));

@@ -33,12 +33,13 @@ struct EventAttr {
 
 class PerfGroup {
  public:
-  // Opens the events at `slots` on `tid` with the attrs as planned (see event_plan.h); the
-  // first that opens leads; readings are indexed by slot over all of `events`. Failures are counted in `errors`; if nothing opened, valid() is false.
-  static PerfGroup open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
-                        const std::vector<size_t>& slots, OpenErrors& errors);
+  // Opens the events at `slots` on `tid` with the attrs as planned (see event_plan.h), the
+  // first as leader; readings are indexed by slot over all of `events`. All or nothing: when
+  // the kernel refuses one, the others are closed again, the refusal is counted in `errors`
+  // under that event, and its errno returned.
+  static Result<PerfGroup> open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
+                                const std::vector<size_t>& slots, OpenErrors& errors);
 
-  bool valid() const { return !fds_.empty(); }
   size_t fd_count() const { return fds_.size(); }
   Result<GroupReading> read(PerfBackend& backend) const;
 

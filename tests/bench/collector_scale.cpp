@@ -90,10 +90,10 @@ int main(int argc, char** argv) {
   HostModel host = probe_host(HostRoot("/"));
   auto planned = plan_events(HostRoot("/"), perf, policy.events, host, builtin_quirks());
   Collector collector(host_root, perf, {{}, make_policy_plan(policy, std::move(planned), 4), {}, std::chrono::milliseconds(0)});
-  collector.collect(domains);  // opens everything
+  collector.collect(&domains, true);  // opens everything
   double before = cpu_seconds();
   auto wall = std::chrono::steady_clock::now();
-  for (int c = 0; c < cycles; ++c) collector.collect(domains);
+  for (int c = 0; c < cycles; ++c) collector.collect(&domains, true);
   double cpu = cpu_seconds() - before;
   double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
   std::printf("threads %d vms %zu open_fds %zu cpu_ms_per_cycle %.3f wall_ms_per_cycle %.3f us_per_thread %.2f\n", threads,

@@ -1,4 +1,5 @@
 """Helpers for tests that run the real agent against real libvirtd, QEMU and Prometheus."""
+import atexit
 import json
 import os
 import re
@@ -63,8 +64,10 @@ def _parse_labels(text, i):
 
 
 def parse_metrics(text):
-    """Returns [(name, labels dict, value)] for every sample line."""
+    """Returns [(name, labels dict, value)] for every sample line. Raises on a series that
+    appears twice: promtool does not catch that, and Prometheus would silently keep one."""
     samples = []
+    seen = set()
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -73,6 +76,10 @@ def parse_metrics(text):
         labels = {}
         if line[i] == "{":
             labels, i = _parse_labels(line, i + 1)
+        key = (name, frozenset(labels.items()))
+        if key in seen:
+            raise AssertionError(f"duplicate series in the scrape: {line}")
+        seen.add(key)
         samples.append((name, labels, float(line[i:].split()[0])))
     return samples
 
@@ -112,6 +119,7 @@ class Vm:
         run(["bash", os.path.join(DEPLOY, "make-boot-image.sh"), self.image, str(busy)])
         run(["bash", os.path.join(DEPLOY, "start-vm.sh"), name, self.image, str(vcpus)])
         self.uuid = run(VIRSH + ["domuuid", name]).strip()
+        atexit.register(self.destroy)  # also when a test's setUpClass fails
 
     def pid(self):
         for entry in os.listdir("/proc"):
@@ -157,6 +165,7 @@ class Agent:
         self.log_path = os.path.join(workdir, "agent.log")
         self.log = open(self.log_path, "w+")
         self.proc = subprocess.Popen([binary, "--config", self.config], stderr=self.log)
+        atexit.register(self.kill)  # also when a test's setUpClass fails and tearDownClass never runs
         self.port = wait_for("the agent to listen", self._port, timeout=15)
         self.url = f"http://127.0.0.1:{self.port}/metrics"
 
@@ -191,6 +200,11 @@ class Agent:
             self.proc.wait(timeout=15)
         self.log.close()
         return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Prometheus:

@@ -118,7 +118,8 @@ Result<Fd> FakeKernel::open(perf_event_attr& attr, pid_t tid, int, int group_fd)
   calls_.emplace_back(attr, 0);
   const uint64_t id = next_id_++;
   Fd fd(::memfd_create(("perf-fake-" + std::to_string(id)).c_str(), MFD_CLOEXEC));
-  events_[id] = Event{attr, tid, group_fd < 0 ? id : id_of(group_fd), count_for(attr), enabled_ns, running_ns};
+  const auto initial = static_cast<uint64_t>(static_cast<double>(count_for(attr)) * static_cast<double>(running_ns) / 1e9);
+  events_[id] = Event{attr, tid, group_fd < 0 ? id : id_of(group_fd), initial, enabled_ns, running_ns};
   return fd;
 }
 
@@ -164,12 +165,13 @@ void FakeKernel::allow(pid_t tid) {
   denied_.erase(tid);
 }
 
-void FakeKernel::run(pid_t tid, uint64_t ns, uint64_t running) {
+void FakeKernel::run(pid_t tid, uint64_t ns, uint64_t running, std::optional<uint32_t> on_pmu) {
   std::lock_guard lock(mu_);
   for (uint64_t id : live_ids()) {
     Event& e = events_.at(id);
     if (e.tid != tid || exited_.contains(tid)) continue;
     e.enabled += ns;
+    if (on_pmu && pmu_of(e.attr) && pmu_of(e.attr) != *on_pmu) continue;
     e.running += running;
     e.count += static_cast<uint64_t>(static_cast<double>(count_for(e.attr)) * static_cast<double>(running) / 1e9);
   }

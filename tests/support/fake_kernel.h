@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,17 +45,20 @@ class FakeKernel final : public PerfBackend {
   void deny(pid_t tid);
   void allow(pid_t tid);
   // Every open event on `tid` was enabled for `ns` more and on the PMU for `running` of them;
-  // it counted count_for(attr) per second on the PMU.
-  void run(pid_t tid, uint64_t ns, uint64_t running);
+  // it counted count_for(attr) per second on the PMU. With `on_pmu` (a hybrid core type) the
+  // thread ran on that core type: the other type's counters stay inactive, enabled but not
+  // running (kernel/events/core.c event_filter_match); software events run everywhere.
+  void run(pid_t tid, uint64_t ns, uint64_t running, std::optional<uint32_t> on_pmu = std::nullopt);
   // Events whose fds are still open.
   size_t open_events() const;
   // Every open asked, with the errno given (0 = opened).
   std::vector<std::pair<perf_event_attr, int>> calls() const;
   size_t reads() const;  // read() calls so far
 
-  // The count an event has when opened, and its count per second of running afterwards.
+  // An event's count per second on the PMU.
   std::function<uint64_t(const perf_event_attr&)> count_for = [](const perf_event_attr&) { return 0; };
-  // The enabled/running times an event has when opened (times of the group read).
+  // An event opens as if it had already been enabled and running this long (and counted for
+  // running_ns); tests that start counters from zero set both to 0.
   uint64_t enabled_ns = 1'000'000'000, running_ns = 1'000'000'000;
 
  private:

@@ -53,6 +53,7 @@ class QemuFixture {
                                  dir_ / "proc/4242/task" / std::to_string(tid));
   }
   void remove(pid_t tid) { std::filesystem::remove(dir_ / "proc/4242/task" / std::to_string(tid)); }
+  void remove_process() { std::filesystem::remove_all(dir_ / "proc/4242"); }
   HostRoot root() const { return HostRoot(dir_.string()); }
 
  private:

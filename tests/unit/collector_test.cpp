@@ -1,44 +1,55 @@
-// The collector on real threads of this test process, seen through a host-root fixture that
-// makes them look like a QEMU process: /proc/4242/cmdline holds "-uuid U" and
-// /proc/4242/task/TID links to this process's real thread directories. perf opens on the
-// real thread ids, so counts, exits and fds are the kernel's own.
+// The collector on real threads of this test process (QemuFixture: a host root that makes
+// them look like a QEMU process, counted by the real kernel), and on a file-backed QEMU with
+// the fake kernel where a test needs exact times, read errors or refusals on demand.
 #include "agent/collect/collector.h"
-#include "agent/system/host_probe.h"
-#include "tests/support/fake_qemu.h"
 
 #include <gtest/gtest.h>
-#include <pthread.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <thread>
+
+#include "agent/system/host_probe.h"
+#include "tests/support/collect.h"
+#include "tests/support/fake_kernel.h"
+#include "tests/support/fake_qemu.h"
+#include "tests/support/file_qemu.h"
+#include "tests/support/series.h"
 
 using namespace kvmprof;
 using namespace kvmprof::testing;
+using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
+
+using Clock = Collector::Clock;
 
 size_t open_fds() {
   return static_cast<size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
 }
 
-// A default policy counting task-clock, planned for this host as the agent plans it.
-CollectorPlan events() {
-  RealPerfBackend perf;
-  HostModel host = probe_host(HostRoot("/"));
-  Policy policy;
-  policy.name = "default";
-  policy.events = {{std::get<EventSpec>(parse_event_spec("task-clock")), GuestMode::kAuto, {}}};
-  auto planned = plan_events(HostRoot("/"), perf, policy.events, host, builtin_quirks());
-  return CollectorPlan{{}, make_policy_plan(policy, std::move(planned), 4), {}, std::chrono::milliseconds(0)};  // read every VM on every collect()
+Policy policy(const std::string& name, std::vector<std::string> events) {
+  Policy p;
+  p.name = name;
+  for (const auto& e : events) p.events.push_back({std::get<EventSpec>(parse_event_spec(e)), GuestMode::kAuto, {}});
+  return p;
 }
 
-DomainRecord domain(unsigned vcpus, int id = 1) { return DomainRecord{"vm \"1\"", kUuid, id, vcpus, "", {}, {}}; }
+// A default policy counting `events`, planned for this host as the agent plans it, read on every collect().
+CollectorPlan plan_for(PerfBackend& perf, const HostRoot& root, std::vector<std::string> events = {"task-clock"},
+                       std::vector<Policy> named = {}) {
+  HostModel host = probe_host(HostRoot("/"));
+  auto plan_of = [&](const Policy& p) { return make_policy_plan(p, plan_events(root, perf, p.events, host, builtin_quirks()), 4); };
+  CollectorPlan out{{}, plan_of(policy("default", std::move(events))), {}, 0ms};
+  for (const auto& p : named) out.policies.push_back(plan_of(p));
+  return out;
+}
+
+DomainRecord domain(unsigned vcpus, int id = 1, std::string uuid = kUuid) {
+  return DomainRecord{"vm \"1\"", std::move(uuid), id, vcpus, "", {}, {}};
+}
 
 const VcpuSample* vcpu(const Snapshot& s, unsigned index) {
   for (const auto& v : s.vms.at(0).vcpus) {
@@ -47,6 +58,39 @@ const VcpuSample* vcpu(const Snapshot& s, unsigned index) {
   return nullptr;
 }
 
+const SourceStatus& source(const Snapshot& s, const std::string& name) {
+  for (const auto& src : s.sources) {
+    if (src.source == name) return src;
+  }
+  throw std::runtime_error("no source " + name);
+}
+
+double cpu_total(const VcpuSample& v) {
+  double sum = 0;
+  for (const auto& m : v.cpu) sum += m.seconds;
+  return sum;
+}
+
+// A VM of two vCPU threads and one emulator thread made of files, counted by a fake kernel.
+struct FileVm {
+  FileQemu qemu{kUuid};
+  FakeKernel kernel = no_hardware_pmu();
+  FileVm() {
+    kernel.count_for = [](const perf_event_attr&) { return 1'000'000; };  // 1e6 per second on the PMU
+    kernel.enabled_ns = kernel.running_ns = 0;
+    qemu.add_thread(101, "CPU 0/KVM");
+    qemu.add_thread(102, "CPU 1/KVM");
+    qemu.add_thread(103, "IO mon_iothread");
+  }
+  // Both vCPU threads run `ns` (procfs and perf agree).
+  void run(uint64_t ns) {
+    for (pid_t tid : {101, 102}) {
+      qemu.run(tid, ns);
+      kernel.run(tid, ns, ns);
+    }
+  }
+};
+
 }  // namespace
 
 TEST(Collector, MapsVcpuThreadsByNameAndCountsThemForReal) {
@@ -54,21 +98,21 @@ TEST(Collector, MapsVcpuThreadsByNameAndCountsThemForReal) {
   FakeQemuThread cpu0("CPU 0/KVM"), cpu1("CPU 1/KVM"), io("IO mon_iothread");
   for (pid_t tid : {cpu0.tid(), cpu1.tid(), io.tid()}) qemu.add(tid);
   RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, events());
+  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
   std::vector<DomainRecord> domains{domain(2)};
-  collector.collect(domains);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  Snapshot s = collector.collect(domains);
+  collect(collector, domains);
+  std::this_thread::sleep_for(100ms);
+  Snapshot s = collect(collector, domains);
   ASSERT_EQ(s.vms.size(), 1u);
   EXPECT_TRUE(s.vms[0].mapped);
   ASSERT_EQ(s.vms[0].vcpus.size(), 2u);
   ASSERT_EQ(vcpu(s, 1)->events.size(), 1u);
   EXPECT_EQ(vcpu(s, 1)->events[0].event, "task-clock");
   EXPECT_GT(vcpu(s, 1)->events[0].value, 10e6);  // > 10 ms of a spinning thread in 100 ms
-  double cpu = 0;
-  for (const auto& m : vcpu(s, 0)->cpu) cpu += m.seconds;
-  EXPECT_GT(cpu, 0.01);
+  EXPECT_GT(cpu_total(*vcpu(s, 0)), 0.01);
   EXPECT_FALSE(s.vms[0].emulator_cpu.empty());
+  EXPECT_TRUE(source(s, "perf:task-clock").up);
+  series(s);  // no duplicate series
 }
 
 TEST(Collector, AThreadExitingMidCycleIsCountedAndItsFdsClosed) {
@@ -79,18 +123,17 @@ TEST(Collector, AThreadExitingMidCycleIsCountedAndItsFdsClosed) {
   qemu.add(cpu1->tid());
   RealPerfBackend perf;
   const size_t baseline = open_fds();
-  Collector collector(qemu.root(), perf, events());
+  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
   std::vector<DomainRecord> domains{domain(2)};
-  collector.collect(domains);
-  const size_t with_two = open_fds();
-  EXPECT_EQ(with_two - baseline, 2u * 3u);  // per vCPU: schedstat, stat, one counter
+  collect(collector, domains);
+  EXPECT_EQ(open_fds() - baseline, 2u * 3u);  // per vCPU: schedstat, stat, one counter
   cpu1.reset();  // the thread exits; its directory link now dangles
-  Snapshot s = collector.collect(domains);
+  Snapshot s = collect(collector, domains);
   EXPECT_EQ(s.vms.at(0).vcpus.size(), 1u);
   EXPECT_FALSE(s.vms[0].mapped);
   EXPECT_GE((s.read_errors[{"procfs", "ESRCH"}] + s.read_errors[{"procfs", "ENOENT"}]), 1u);
   EXPECT_EQ(open_fds() - baseline, 3u);
-  collector.collect(std::vector<DomainRecord>{});  // the VM stops
+  collect(collector, {});  // the VM stops
   EXPECT_EQ(open_fds(), baseline);
 }
 
@@ -99,53 +142,22 @@ TEST(Collector, ManyStartsAndStopsLeakNoFds) {
   FakeQemuThread cpu0("CPU 0/KVM");
   qemu.add(cpu0.tid());
   RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, events());
+  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
   const size_t baseline = open_fds();
   for (int i = 0; i < 200; ++i) {
-    Snapshot s = collector.collect(std::vector<DomainRecord>{domain(1, i)});  // new id: restarted
+    Snapshot s = collect(collector, {domain(1, i)});  // new id: restarted
     ASSERT_EQ(s.vms.size(), 1u);
-    collector.collect(std::vector<DomainRecord>{});
+    collect(collector, {});
     ASSERT_EQ(open_fds(), baseline) << "cycle " << i;
   }
 }
 
-TEST(Collector, KeepsMeasuringKnownVmsWhileLibvirtIsDown) {
+TEST(Collector, EmfileIsCountedThenRetriedWithBackoff) {
   QemuFixture qemu;
   FakeQemuThread cpu0("CPU 0/KVM");
   qemu.add(cpu0.tid());
   RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, events());
-  collector.collect(std::vector<DomainRecord>{domain(1)});
-  Snapshot s = collector.collect(std::nullopt);
-  ASSERT_EQ(s.vms.size(), 1u);
-  EXPECT_EQ(s.vms[0].vcpus.size(), 1u);
-  for (const auto& src : s.sources) {
-    if (src.source == "libvirt_vcpu_exits") {
-      EXPECT_FALSE(src.up);
-    }
-  }
-}
-
-TEST(Collector, AVmWithoutItsProcessIsReportedNotInvented) {
-  QemuFixture qemu;
-  RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, events());
-  DomainRecord other{"ghost", "00000000-0000-0000-0000-000000000000", 3, 1, "", {}, {}};
-  Snapshot s = collector.collect(std::vector<DomainRecord>{other});
-  ASSERT_EQ(s.vms.size(), 1u);
-  EXPECT_FALSE(s.vms[0].mapped);
-  EXPECT_TRUE(s.vms[0].vcpus.empty());
-  EXPECT_EQ(s.discovery_errors["qemu_process_not_found"], 1u);
-  collector.collect(std::vector<DomainRecord>{other});
-  EXPECT_EQ(collector.collect(std::vector<DomainRecord>{other}).discovery_errors["qemu_process_not_found"], 1u);
-}
-
-TEST(Collector, EmfileIsCountedAndNothingCrashes) {
-  QemuFixture qemu;
-  FakeQemuThread cpu0("CPU 0/KVM");
-  qemu.add(cpu0.tid());
-  RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, events());
+  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
   rlimit saved{};
   ::getrlimit(RLIMIT_NOFILE, &saved);
   // New fds take the lowest free numbers: allow exactly the next two (the procfs files).
@@ -154,9 +166,247 @@ TEST(Collector, EmfileIsCountedAndNothingCrashes) {
   ::close(second);
   rlimit low{static_cast<rlim_t>(second) + 1, saved.rlim_max};
   ::setrlimit(RLIMIT_NOFILE, &low);
-  Snapshot s = collector.collect(std::vector<DomainRecord>{domain(1)});
+  const auto t0 = Clock::now();
+  Snapshot s = collect(collector, {domain(1)}, t0);
   ::setrlimit(RLIMIT_NOFILE, &saved);
   EXPECT_EQ((s.perf_open_errors[{"task-clock", "EMFILE"}]), 1u);
   ASSERT_EQ(s.vms.at(0).vcpus.size(), 1u);
   EXPECT_TRUE(s.vms[0].vcpus[0].events.empty());  // no counter: no series, not a zero
+  EXPECT_FALSE(source(s, "perf:task-clock").up);
+  EXPECT_NE(source(s, "perf:task-clock").reason.find("EMFILE"), std::string::npos);
+  s = collect(collector, {domain(1)}, t0 + 500ms);  // within the backoff: not tried again
+  EXPECT_EQ((s.perf_open_errors[{"task-clock", "EMFILE"}]), 1u);
+  s = collect(collector, {domain(1)}, t0 + 1500ms);  // tried again, and it opens now
+  EXPECT_TRUE(source(s, "perf:task-clock").up);
+  std::this_thread::sleep_for(50ms);
+  s = collect(collector, {domain(1)}, t0 + 1600ms);
+  EXPECT_EQ(vcpu(s, 0)->events.size(), 1u);
+}
+
+TEST(Collector, KernelRefusalsAreSourceDownWithErrnoAndAdviceAndAreRetried) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {"task-clock", "page-faults"}));
+  vm.kernel.deny(101);
+  vm.kernel.deny(102);
+  const auto t0 = Clock::now();
+  collect(collector, {domain(2)}, t0);
+  vm.run(1'000'000'000);
+  Snapshot s = collect(collector, {domain(2)}, t0 + 100ms);
+  const SourceStatus& src = source(s, "perf:task-clock");
+  EXPECT_FALSE(src.up);
+  EXPECT_NE(src.reason.find("EACCES"), std::string::npos) << src.reason;
+  EXPECT_NE(src.reason.find("CAP_PERFMON"), std::string::npos) << src.reason;
+  for (const auto& info : s.event_info) {
+    EXPECT_EQ(info.status, "failed") << info.event;
+    EXPECT_NE(info.reason.find("EACCES"), std::string::npos);
+  }
+  EXPECT_TRUE(vcpu(s, 0)->events.empty());
+  vm.kernel.allow(101);
+  vm.kernel.allow(102);
+  collect(collector, {domain(2)}, t0 + 1200ms);  // the backoff is over: opened again
+  vm.run(1'000'000'000);
+  s = collect(collector, {domain(2)}, t0 + 1300ms);
+  EXPECT_TRUE(source(s, "perf:task-clock").up);
+  EXPECT_EQ(s.event_info[0].status, "ok");
+  ASSERT_EQ(vcpu(s, 0)->events.size(), 2u);
+  EXPECT_DOUBLE_EQ(vcpu(s, 0)->events[0].value, 1e6);  // counted since it opened
+}
+
+TEST(Collector, WhileLibvirtIsDownKnownVmsAreMeasuredAndItsExitSeriesGo) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root()));
+  DomainRecord record = domain(2);
+  record.exits = {{0, {{"all", 10}}}, {1, {{"all", 20}}}};
+  collect(collector, {record});
+  Snapshot s = collect(collector, {record});
+  EXPECT_TRUE(source(s, "libvirt_vcpu_exits").up);
+  EXPECT_EQ(vcpu(s, 1)->exits.at("all"), 20u);
+  vm.run(1'000'000'000);
+  Snapshot down = collect_without_libvirt(collector);
+  EXPECT_FALSE(source(down, "libvirt_vcpu_exits").up);
+  EXPECT_TRUE(vcpu(down, 0)->exits.empty());  // not live, no series
+  EXPECT_TRUE(vcpu(down, 1)->exits.empty());
+  EXPECT_NEAR(cpu_total(*vcpu(down, 0)), cpu_total(*vcpu(s, 0)) + 1.0, 1e-6);  // still measured
+  for (const auto& [key, value] : series(down)) EXPECT_NE(key.first, "kvmprof_vcpu_exits_total");
+}
+
+TEST(Collector, AVmWhoseThreadsAllExitedLeavesInTheSameCycle) {
+  QemuFixture qemu;
+  auto cpu0 = std::make_unique<FakeQemuThread>("CPU 0/KVM");
+  qemu.add(cpu0->tid());
+  RealPerfBackend perf;
+  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
+  collect(collector, {domain(1)});
+  cpu0.reset();
+  qemu.remove_process();  // QEMU exited (virsh destroy) while libvirt cannot be asked
+  Snapshot s = collect_without_libvirt(collector);
+  EXPECT_TRUE(s.vms.empty());
+  EXPECT_TRUE(s.discovery_errors.empty());
+  s = collect(collector, {domain(1)});  // an older answer that still lists it does not bring it back
+  EXPECT_TRUE(s.vms.empty());
+  EXPECT_TRUE(s.discovery_errors.empty());
+}
+
+TEST(Collector, AStoppedVmLeavesAndIsNotADiscoveryError) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root()));
+  collect(collector, {domain(2)});
+  vm.qemu.remove_process();  // virsh destroy: QEMU is gone before libvirt's next answer
+  for (int i = 0; i < 10; ++i) {  // the thread list is reconciled within 10 cycles
+    Snapshot s = collect_without_libvirt(collector);
+    if (s.vms.empty()) break;
+  }
+  Snapshot s = collect(collector, {domain(2)});  // an older answer that still lists it
+  EXPECT_TRUE(s.vms.empty());
+  s = collect(collector, {});
+  EXPECT_TRUE(s.vms.empty());
+  EXPECT_TRUE(s.discovery_errors.empty());
+  EXPECT_EQ(vm.kernel.open_events(), 0u);
+}
+
+TEST(Collector, AMissingProcessIsSearchedWithBackoffAndReportedOnceWhenItPersists) {
+  FileQemu qemu{kUuid};
+  qemu.remove_process();
+  FakeKernel kernel = no_hardware_pmu();
+  Collector collector(qemu.root(), kernel, plan_for(kernel, qemu.root()));
+  const auto t0 = Clock::now();
+  Snapshot s = collect(collector, {domain(1)}, t0);
+  EXPECT_FALSE(s.vms.at(0).mapped);
+  qemu.create_process();
+  qemu.add_thread(101, "CPU 0/KVM");
+  s = collect(collector, {domain(1)}, t0 + 500ms);
+  EXPECT_FALSE(s.vms.at(0).mapped);  // not searched again before its backoff: no /proc scan per cycle
+  s = collect(collector, {domain(1)}, t0 + 1100ms);
+  EXPECT_TRUE(s.vms.at(0).mapped);
+  EXPECT_TRUE(s.discovery_errors.empty());  // found on the second search
+
+  FileQemu empty{"00000000-0000-0000-0000-000000000009"};
+  Collector ghost(empty.root(), kernel, plan_for(kernel, empty.root()));
+  for (auto t : {0ms, 1100ms, 3500ms, 7600ms}) s = collect(ghost, {domain(1)}, t0 + t);
+  EXPECT_EQ(s.discovery_errors["qemu_process_not_found"], 1u);  // counted once, on a fresher answer
+  EXPECT_TRUE(s.vms.at(0).vcpus.empty());
+}
+
+TEST(Collector, AReadErrorKeepsTheVcpuAndItsCounts) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root()));
+  vm.run(1'000'000'000);
+  collect(collector, {domain(2)});
+  vm.run(1'000'000'000);
+  Snapshot before = collect(collector, {domain(2)});
+  vm.qemu.corrupt(101);
+  Snapshot during = collect(collector, {domain(2)});
+  EXPECT_EQ((during.read_errors[{"procfs", "EBADMSG"}]), 1u);
+  ASSERT_NE(vcpu(during, 0), nullptr);  // kept, with its counts
+  EXPECT_DOUBLE_EQ(cpu_total(*vcpu(during, 0)), cpu_total(*vcpu(before, 0)));
+  EXPECT_DOUBLE_EQ(vcpu(during, 0)->events.at(0).value, vcpu(before, 0)->events.at(0).value);
+  vm.run(1'000'000'000);  // rewrites the file
+  Snapshot after = collect(collector, {domain(2)});
+  EXPECT_NEAR(cpu_total(*vcpu(after, 0)), cpu_total(*vcpu(before, 0)) + 1.0, 1e-6);
+}
+
+TEST(Collector, APerVmSumNeverDropsWhenAVcpuThreadGoes) {
+  FileVm vm;
+  Policy p = policy("default", {"task-clock"});
+  p.aggregation = Aggregation::kPerVm;
+  HostModel host = probe_host(HostRoot("/"));
+  CollectorPlan plan{{}, make_policy_plan(p, plan_events(vm.qemu.root(), vm.kernel, p.events, host, builtin_quirks()), 4), {}, 0ms};
+  Collector collector(vm.qemu.root(), vm.kernel, plan);
+  collect(collector, {domain(2)});
+  vm.run(1'000'000'000);
+  double last = collect(collector, {domain(2)}).vms.at(0).events.at(0).value;
+  EXPECT_DOUBLE_EQ(last, 2e6);
+  vm.kernel.exit_thread(102);  // vCPU 1's thread goes (hot-unplug)
+  vm.qemu.remove_thread(102);
+  for (int i = 0; i < 12; ++i) {  // a reconcile notices it
+    vm.qemu.run(101, 100'000'000);
+    vm.kernel.run(101, 100'000'000, 100'000'000);
+    Snapshot s = collect(collector, {domain(1)});
+    double now = s.vms.at(0).events.at(0).value;
+    EXPECT_GE(now, last) << "cycle " << i;
+    last = now;
+  }
+  EXPECT_DOUBLE_EQ(last, 2e6 + 12 * 1e5);  // vCPU 1's count stays in the sum
+}
+
+TEST(Collector, AReloadKeepsEveryCounterAndItsTimesGrowing) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {"task-clock"}));
+  collect(collector, {domain(2)});
+  vm.run(1'000'000'000);
+  Snapshot before = collect(collector, {domain(2)});
+  collector.apply(plan_for(vm.kernel, vm.qemu.root(), {"page-faults", "task-clock"}));  // reopens the counters
+  vm.run(1'000'000'000);
+  Snapshot after = collect(collector, {domain(2)});
+  auto old_values = series(before), new_values = series(after);
+  size_t compared = 0;
+  for (const auto& [key, value] : old_values) {
+    if (!key.first.starts_with("kvmprof_vcpu_event")) continue;
+    ASSERT_TRUE(new_values.contains(key)) << key.first;
+    EXPECT_GT(new_values[key], value) << key.first;  // task-clock's value, enabled and running seconds
+    ++compared;
+  }
+  EXPECT_EQ(compared, 6u);  // 3 series x 2 vCPUs
+}
+
+TEST(Collector, ReloadReopensOnlyTheVmsWhoseCountersChange) {
+  FileVm vm;
+  std::vector<Policy> named{policy("two", {"task-clock"})};
+  named[0].match.domain = "two";
+  auto plan = plan_for(vm.kernel, vm.qemu.root(), {"task-clock"}, named);
+  Collector collector(vm.qemu.root(), vm.kernel, plan);
+  DomainRecord one = domain(2);
+  one.name = "one";
+  collect(collector, {one});
+  const size_t opens = vm.kernel.calls().size();
+  named[0].events = policy("", {"task-clock", "cs"}).events;  // the other policy changes
+  collector.apply(plan_for(vm.kernel, vm.qemu.root(), {"task-clock"}, named));
+  collect(collector, {one});
+  // Planning opened the three events once each; VM "one" (default policy, unchanged) kept its counters.
+  EXPECT_EQ(vm.kernel.calls().size(), opens + 3);
+}
+
+TEST(Collector, HybridCountersAreOneSeriesPerEventAndModeSummedOverCoreTypes) {
+  FileQemu qemu{kUuid};
+  qemu.add_thread(101, "CPU 0/KVM");
+  FakeKernel kernel = linux_6_1_intel_hybrid();
+  kernel.count_for = [](const perf_event_attr& a) -> uint64_t {  // per second: 1000 on a P-core, 300 on an E-core
+    if (a.type != PERF_TYPE_HARDWARE) return 0;
+    return (a.config >> PERF_PMU_TYPE_SHIFT) == kAtomPmuType ? 300 : 1000;
+  };
+  kernel.enabled_ns = kernel.running_ns = 0;
+  Policy p = policy("default", {"cycles"});
+  p.events[0].guest = GuestMode::kSplit;
+  HostModel host = probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/intel-alderlake-hybrid"));
+  CollectorPlan plan{{}, make_policy_plan(p, plan_events(qemu.root(), kernel, p.events, host, builtin_quirks()), 4), {}, 0ms};
+  ASSERT_EQ(plan.default_policy.slots.size(), 4u);  // host and guest on each core type
+  Collector collector(qemu.root(), kernel, plan);
+  collect(collector, {domain(1)});
+  kernel.run(101, 1'000'000'000, 1'000'000'000, kCorePmuType);  // 1 s on a P-core
+  kernel.run(101, 1'000'000'000, 1'000'000'000, kAtomPmuType);  // 1 s on an E-core
+  Snapshot s = collect(collector, {domain(1)});
+  auto values = series(s);  // one series per (event, mode): no duplicates
+  Labels labels{{"domain", "vm \"1\""}, {"uuid", kUuid}, {"vcpu", "0"}, {"event", "cycles"}, {"mode", "host"}};
+  // 1000 + 300 counted; scaling each core type alone would report 2000 + 600.
+  EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_events_total", labels}), 1300);
+  labels["mode"] = "guest";
+  EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_events_total", labels}), 1300);
+  EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_event_enabled_seconds_total", labels}), 2.0);
+  EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_event_running_seconds_total", labels}), 2.0);
+}
+
+TEST(Collector, CrossingMaxSeriesBackAndForthReopensNoCounter) {
+  FileVm vm;
+  CollectorPlan plan = plan_for(vm.kernel, vm.qemu.root(), {"task-clock", "cs"});
+  plan.limits.max_series = 20;  // 2 vCPUs: 10 + 12 per vCPU = 22; per VM 10 + 2 = 12
+  Collector collector(vm.qemu.root(), vm.kernel, plan);
+  Snapshot s = collect(collector, {domain(2)});
+  ASSERT_EQ(s.limit_actions.size(), 1u);
+  EXPECT_EQ(s.limit_actions[0].action, "per_vm");
+  const size_t opens = vm.kernel.calls().size();
+  for (int i = 0; i < 5; ++i) {
+    collect(collector, {domain(1)});  // 1 vCPU: 11 series, under 90%: per vCPU again
+    collect(collector, {domain(2)});
+  }
+  EXPECT_EQ(vm.kernel.calls().size(), opens);  // aggregation never reopens counters
 }

@@ -60,13 +60,13 @@ TEST(PerfGroup, CountsGrowOnALiveThreadWithOneReadPerGroup) {
   RealPerfBackend perf;
   OpenErrors errors;
   auto group = PerfGroup::open(perf, worker.tid, software({"task-clock", "page-faults", "cs"}), {0, 1, 2}, errors);
-  ASSERT_TRUE(group.valid());
+  ASSERT_TRUE(group.ok()) << group.error().message();
   ASSERT_TRUE(errors.empty());
-  EXPECT_EQ(group.fd_count(), 3u);
-  auto first = group.read(perf);
+  EXPECT_EQ(group->fd_count(), 3u);
+  auto first = group->read(perf);
   ASSERT_TRUE(first.ok()) << first.error().message();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  auto second = group.read(perf);
+  auto second = group->read(perf);
   ASSERT_TRUE(second.ok());
   EXPECT_GT(*second->raw[0], *first->raw[0] + 50'000'000);  // >50 ms of task-clock in 200 ms
   EXPECT_GT(*second->raw[1], *first->raw[1]);               // page faults
@@ -81,10 +81,10 @@ TEST(PerfGroup, AThreadThatExitedKeepsItsFinalCountAndProcfsSaysSo) {
   pid_t tid = worker->tid;
   auto group = PerfGroup::open(perf, tid, software({"task-clock"}), {0}, errors);
   auto reader = ThreadReader::open(HostRoot("/"), ::getpid(), tid);
-  ASSERT_TRUE(group.valid());
+  ASSERT_TRUE(group.ok());
   ASSERT_TRUE(reader.ok());
   worker.reset();  // the thread exits
-  auto last = group.read(perf);
+  auto last = group->read(perf);
   ASSERT_TRUE(last.ok());  // the kernel keeps the final values readable
   EXPECT_GT(*last->raw[0], 0u);
   auto times = reader->read();
@@ -98,7 +98,8 @@ TEST(PerfGroup, OpeningOnAGoneThreadCountsEsrchAndOpensNothing) {
   RealPerfBackend perf;
   OpenErrors errors;
   auto group = PerfGroup::open(perf, tid, software({"task-clock", "page-faults"}), {0, 1}, errors);
-  EXPECT_FALSE(group.valid());
+  ASSERT_FALSE(group.ok());
+  EXPECT_EQ(group.error().err, ESRCH);
   EXPECT_EQ((errors[{"task-clock", "ESRCH"}]), 1u);
   EXPECT_EQ(errors.size(), 1u);  // stops at the first ESRCH
 }

@@ -10,7 +10,9 @@
 #include "agent/system/host_probe.h"
 #include "tests/support/fake_kernel.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/collect.h"
 #include "tests/support/fake_qemu.h"
+#include "tests/support/series.h"
 
 using namespace kvmprof;
 using namespace kvmprof::testing;
@@ -32,7 +34,9 @@ Snapshot collect_once(FakeKernel& kernel, const HostModel& host, const Policy& p
   auto planned = plan_events(qemu.root(), kernel, p.events, host, builtin_quirks());
   Collector collector(qemu.root(), kernel, {{}, make_policy_plan(p, std::move(planned), 4), {}, std::chrono::milliseconds(0)});
   DomainRecord vm{"vm", kUuid, 1, 1, "", {}, {}};
-  return collector.collect(std::vector<DomainRecord>{vm});
+  Snapshot s = collect(collector, std::vector<DomainRecord>{vm});
+  series(s);  // every scrape: no duplicate series
+  return s;
 }
 
 std::map<std::string, EventValue> events_of(const Snapshot& s) {
@@ -98,14 +102,15 @@ TEST(SplitCounting, PerVmAggregationSumsTheVcpus) {
   HostModel host = fixture("intel-skylake-client-new-ucode");
   auto planned = plan_events(qemu.root(), kernel, p.events, host, builtin_quirks());
   Collector collector(qemu.root(), kernel, {{}, make_policy_plan(p, std::move(planned), 4), {}, std::chrono::milliseconds(0)});
-  Snapshot s = collector.collect(std::vector<DomainRecord>{{"vm", kUuid, 1, 2, "", {}, {}}});
+  Snapshot s = collect(collector, std::vector<DomainRecord>{{"vm", kUuid, 1, 2, "", {}, {}}});
   const VmSample& vm = s.vms.at(0);
   for (const auto& vcpu : vm.vcpus) EXPECT_TRUE(vcpu.events.empty());
   ASSERT_EQ(vm.events.size(), 2u);
   for (const auto& e : vm.events) EXPECT_DOUBLE_EQ(e.value, e.mode == "host" ? 2000 : 6000) << e.mode;
+  series(s);
 }
 
-TEST(Limits, LowPriorityPoliciesAggregatePerVmThenLoseEvents) {
+TEST(CollectorLimits, LowPriorityPoliciesAggregatePerVmThenLoseEvents) {
   FakeKernel kernel = linux_6_1_intel();
   HostModel host = fixture("intel-skylake-client-new-ucode");
   QemuFixture qemu;
@@ -123,17 +128,18 @@ TEST(Limits, LowPriorityPoliciesAggregatePerVmThenLoseEvents) {
   limits.max_series = 20;   // important per vCPU (11) + batch per vCPU (17) do not fit; batch per VM (9) does
   limits.max_counters = 4;  // important needs 2, batch 4: batch keeps one event (2 counters)
   Collector collector(qemu.root(), kernel, {{plan_of(important)}, plan_of(batch), limits, std::chrono::milliseconds(0)});
-  Snapshot s = collector.collect(std::vector<DomainRecord>{{"important-1", "00000000-0000-0000-0000-000000000001", 1, 1, "", {}, {}},
+  Snapshot s = collect(collector, std::vector<DomainRecord>{{"important-1", "00000000-0000-0000-0000-000000000001", 1, 1, "", {}, {}},
                                                          {"batch-1", kUuid, 2, 1, "", {}, {}}});
   std::set<std::tuple<std::string, std::string, std::string>> actions;
   for (const auto& a : s.limit_actions) actions.emplace(a.policy, a.action, a.event);
   EXPECT_TRUE(actions.contains({"default", "per_vm", ""}));
   EXPECT_TRUE(actions.contains({"default", "dropped", "branches"}));
   for (const auto& a : s.limit_actions) EXPECT_NE(a.policy, "important");
-  for (const auto& vm : s.vms) {
-    if (vm.name == "batch-1") {
-      ASSERT_EQ(vm.policy, "default");
-      for (const auto& e : vm.events) EXPECT_EQ(e.event, "instructions");  // aggregated, one event left
-    }
-  }
+  auto batch_vm = std::find_if(s.vms.begin(), s.vms.end(), [](const VmSample& vm) { return vm.name == "batch-1"; });
+  ASSERT_NE(batch_vm, s.vms.end());
+  EXPECT_EQ(batch_vm->policy, "default");
+  ASSERT_EQ(batch_vm->events.size(), 2u);  // aggregated per VM, one split event left
+  for (const auto& e : batch_vm->events) EXPECT_EQ(e.event, "instructions");
+  for (const auto& vcpu : batch_vm->vcpus) EXPECT_TRUE(vcpu.events.empty());
+  series(s);
 }

@@ -1,0 +1,43 @@
+#pragma once
+// Host limits (limits.max_series, limits.max_counters), pure: what each policy may still use
+// when the VMs it applies to would exceed them. Lowest priority degrades first (among equal
+// priorities the later policy in the file): first its per-vCPU event series are aggregated
+// per VM (max_series), then it loses counted events from the end of its list (max_counters).
+//
+// Hysteresis: a degradation in force is undone only when the host stays at or below 90% of
+// every limit without it, so VMs starting and stopping around a limit do not open and close
+// counters, or move series between per-vCPU and per-VM, on every change.
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "policy/agent_config.h"
+
+namespace kvmprof {
+
+struct PolicyDemand {
+  std::string name;
+  int priority = 0;
+  bool per_vm = false;           // aggregation as configured
+  std::vector<size_t> counters;  // counters per vCPU thread of each counted event, in list order
+  size_t vcpus = 0;              // vCPU threads of the VMs it applies to
+  size_t vms = 0;
+};
+
+struct PolicyAllowance {
+  bool per_vm = false;  // aggregated per VM (as configured, or forced by max_series)
+  size_t events = 0;    // counted events kept, from the front of its list
+};
+
+using LimitOutcome = std::map<std::string, PolicyAllowance>;  // by policy name
+
+// `demands` in file order (the default policy last); `previous` is the last outcome (empty at first).
+LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits& limits, const LimitOutcome& previous);
+
+// Estimated exported series of one policy: per vCPU its CPU, wait and a few exit series, plus
+// per counter 3 series per vCPU (value, enabled, running), or 1 per VM when aggregated.
+size_t estimated_series(const PolicyDemand& demand, const PolicyAllowance& allowance);
+size_t open_counters(const PolicyDemand& demand, const PolicyAllowance& allowance);
+
+}  // namespace kvmprof

@@ -1,0 +1,83 @@
+// Host limits as a pure function: who degrades first, how far, and when it is undone.
+#include "policy/limits.h"
+
+#include <gtest/gtest.h>
+
+using namespace kvmprof;
+
+namespace {
+
+// Per vCPU: 5 series plus 3 per counter (per_vcpu); counters per vCPU as given.
+PolicyDemand demand(std::string name, int priority, std::vector<size_t> counters, size_t vcpus, size_t vms = 1) {
+  return PolicyDemand{std::move(name), priority, false, std::move(counters), vcpus, vms};
+}
+
+Limits limits(size_t max_series, size_t max_counters) {
+  Limits l;
+  l.max_series = max_series;
+  l.max_counters = max_counters;
+  return l;
+}
+
+}  // namespace
+
+TEST(Limits, WithoutLimitsNothingIsTaken) {
+  auto out = apply_limits({demand("a", 0, {2, 2}, 8)}, limits(0, 0), {});
+  EXPECT_FALSE(out["a"].per_vm);
+  EXPECT_EQ(out["a"].events, 2u);
+}
+
+TEST(Limits, LowestPriorityIsAggregatedFirstThenLosesEventsFromTheEnd) {
+  // important: 1 vCPU, one split event (2 counters): 5 + 6 = 11 series, 2 counters.
+  // batch: 1 vCPU, two split events: 5 + 12 = 17 series per vCPU, 9 aggregated per VM; 4 counters.
+  std::vector<PolicyDemand> d{demand("important", 10, {2}, 1), demand("default", 0, {2, 2}, 1)};
+  auto out = apply_limits(d, limits(20, 4), {});
+  EXPECT_FALSE(out["important"].per_vm);
+  EXPECT_EQ(out["important"].events, 1u);
+  EXPECT_TRUE(out["default"].per_vm);
+  EXPECT_EQ(out["default"].events, 1u);  // 2 + 2 counters fit 4
+}
+
+TEST(Limits, AmongEqualPrioritiesTheLaterPolicyDegradesFirst) {
+  std::vector<PolicyDemand> d{demand("first", 0, {1, 1}, 1), demand("second", 0, {1, 1}, 1)};
+  auto out = apply_limits(d, limits(0, 3), {});
+  EXPECT_EQ(out["first"].events, 2u);
+  EXPECT_EQ(out["second"].events, 1u);
+}
+
+TEST(Limits, ADegradationStaysUntilTheHostIsBelowNinetyPercentWithoutIt) {
+  // 10 counters per vCPU thread, limit 100 counters.
+  auto at = [](size_t vcpus, const LimitOutcome& previous) {
+    return apply_limits({demand("p", 0, {5, 5}, vcpus)}, limits(0, 100), previous);
+  };
+  LimitOutcome out = at(11, {});  // 110 > 100: one event dropped (55)
+  EXPECT_EQ(out["p"].events, 1u);
+  out = at(10, out);  // 100 would fit the limit, but not 90%: stays degraded
+  EXPECT_EQ(out["p"].events, 1u);
+  out = at(11, out);  // back over: no change to open or close
+  EXPECT_EQ(out["p"].events, 1u);
+  out = at(9, out);  // 90 <= 90: restored
+  EXPECT_EQ(out["p"].events, 2u);
+  out = at(10, out);  // 100 fits: not degraded again
+  EXPECT_EQ(out["p"].events, 2u);
+}
+
+TEST(Limits, PerVmAggregationHasTheSameHysteresis) {
+  auto at = [](size_t vcpus, const LimitOutcome& previous) {
+    return apply_limits({demand("p", 0, {1}, vcpus, 1)}, limits(80, 0), previous);  // 8 series per vCPU; aggregated 5 per vCPU + 1
+  };
+  LimitOutcome out = at(11, {});  // 88 > 80
+  EXPECT_TRUE(out["p"].per_vm);
+  out = at(10, out);  // 80 fits, above 72
+  EXPECT_TRUE(out["p"].per_vm);
+  out = at(9, out);  // 72 <= 72
+  EXPECT_FALSE(out["p"].per_vm);
+}
+
+TEST(Limits, HighPriorityIsRestoredFirst) {
+  std::vector<PolicyDemand> d{demand("high", 5, {1, 1}, 10), demand("low", 0, {1, 1}, 10)};
+  LimitOutcome previous{{"high", {false, 1}}, {"low", {false, 1}}};
+  auto out = apply_limits(d, limits(0, 34), previous);  // 20 now; 30 (<= 30.6) with high restored, 40 with both
+  EXPECT_EQ(out["high"].events, 2u);
+  EXPECT_EQ(out["low"].events, 1u);
+}
