@@ -3,11 +3,12 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "agent/cli.h"
 #include "agent/config_load.h"
 #include "agent/system/host_probe.h"
-#include "policy/policy_select.h"
 #include "agent/system/log.h"
 #include "exporters/landing_page.h"
+#include "policy/policy_select.h"
 
 #ifndef KVMPROF_REVISION
 #define KVMPROF_REVISION "unknown"
@@ -16,8 +17,7 @@
 namespace kvmprof {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr auto kEventDelay = std::chrono::milliseconds(200);  // coalesces bursts of events
+using Clock = Daemon::Clock;
 const std::vector<double> kDurationBounds{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                           0.1,   0.25,   0.5,   1,    2.5};
 
@@ -51,39 +51,48 @@ HostModel probed(const HostRoot& root, PerfBackend& perf) {
 }
 
 int64_t mtime_of(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return path.empty() || ::stat(path.c_str(), &st) != 0 ? 0 : static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// The same VMs as far as the collector cares (exit counts aside): no reason for an early cycle.
+bool same_domains(const Discovery::Domains& a, const Discovery::Domains& b) {
+  if (!a || !b || a->size() != b->size()) return false;
+  return std::equal(a->begin(), a->end(), b->begin(), [](const DomainRecord& x, const DomainRecord& y) {
+    return x.uuid == y.uuid && x.id == y.id && x.name == y.name && x.vcpus_current == y.vcpus_current &&
+           x.title == y.title && x.metadata == y.metadata;
+  });
 }
 
 }  // namespace
 
-Daemon::Daemon(AgentConfig config, std::string config_path, std::string root)
+Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       root_(std::move(root)),
+      hypervisor_(hypervisor),
+      perf_(perf),
       host_(probed(root_, perf_)),
-      collector_(root_, perf_, plan(config_)),
-      metrics_(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}) {
-  cycle_ = plan(config_).cycle();
-}
+      cycle_(unplanned(config_).cycle()),
+      collector_(root_, perf_, unplanned(config_)),
+      metrics_(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}) {}
 
 Daemon::~Daemon() = default;
 
-CollectorPlan Daemon::plan(const AgentConfig& config) {
-  auto one = [&](const Policy& policy) {
-    return make_policy_plan(policy, plan_events(root_, perf_, policy.events, host_, builtin_quirks()),
-                            config.limits.max_group_size);
-  };
-  CollectorPlan out{{}, one(config.default_policy), config.limits, config.interval};
-  for (const auto& policy : config.policies) out.policies.push_back(one(policy));
-  return out;
+int Daemon::run() {
+  try {
+    return serve();
+  } catch (const std::exception& e) {
+    log_error(std::string("internal error, stopping: ") + e.what());
+    return kExitFailure;
+  }
 }
 
-int Daemon::run() {
+int Daemon::serve() {
   raise_nofile_limit();
   reload_success_at_ = unix_now();
   config_mtime_ = mtime_of(config_path_);
-  publish(collector_.collect(nullptr, false), Clock::duration::zero());  // scrapes never find no snapshot
+  publish(collector_.collect(nullptr, false), std::nullopt);  // a scrape never finds no snapshot
   if (auto started = start_http(); !started.ok()) {
     const Error& e = started.error();
     log_error("cannot serve HTTP: " + e.message() +
@@ -92,30 +101,19 @@ int Daemon::run() {
                : e.err == EADDRNOTAVAIL ? " (this host has no such address)"
                : e.err == EACCES ? " (ports below 1024 need CAP_NET_BIND_SERVICE)"
                                  : ""));
-    return 1;
+    return kExitFailure;
   }
-  libvirt_ = std::make_unique<LibvirtHypervisor>(
-      config_.libvirt_uri,
-      HypervisorEvents{[this](const std::string& what) {
-                         boost::asio::post(io_, [this, what] {
-                           log_info("libvirt event: " + what);
-                           arm_cycle(kEventDelay);
-                         });
-                       },
-                       [this](const std::string& why) {
-                         boost::asio::post(io_, [this, why] { lost_connection(why); });
-                       }});
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
   signals_.add(SIGHUP);
   signals_.async_wait([this](auto ec, int signo) { if (!ec) on_signal(signo); });
-  connect();
-  libvirt_->set_metadata_uris(metadata_uris(config_.policies));
+  start_threads();
   arm_cycle(Clock::duration::zero());
   io_.run();
-  libvirt_.reset();
+  planner_.reset();  // stops between two events
+  libvirt_abandoned_ = !discovery_->stop(Discovery::kStopWait);
   log_info("stopped");
-  return 0;
+  return kExitOk;
 }
 
 Result<bool> Daemon::start_http() {
@@ -129,9 +127,31 @@ Result<bool> Daemon::start_http() {
   auto server = HttpServer::start(listen, std::move(routes));
   if (!server.ok()) return server.error();
   http_ = std::move(*server);
+  http_port_ = http_->port();
   log_info("serving " + http_->url() + config_.metrics_path);
   return true;
 }
+
+// The planner and the libvirt thread hand their results to this loop; the collector runs on
+// the config's policies without events until the first plan is done.
+void Daemon::start_threads() {
+  planner_ = std::make_unique<Planner>(root_, perf_, host_, [this](CollectorPlan plan, uint64_t generation) {
+    boost::asio::post(io_, [this, plan = std::move(plan), generation]() mutable { on_planned(std::move(plan), generation); });
+  });
+  applying_ = "start";
+  planner_->request(config_, ++generation_);
+  discovery_ = std::make_unique<Discovery>(
+      hypervisor_, config_.libvirt_uri,
+      Discovery::Callbacks{[this] { boost::asio::post(io_, [this] { on_call_started(); }); },
+                           [this](Discovery::Domains domains, const std::string& error) {
+                             boost::asio::post(io_, [this, domains, error] { on_answer(domains, error); });
+                           }});
+  discovery_->start(cycle_, config_.reconnect_max_backoff, metadata_uris(config_.policies));
+}
+
+void Daemon::stop() { io_.stop(); }
+
+uint16_t Daemon::http_port() const { return http_port_; }
 
 void Daemon::arm_cycle(Clock::duration delay) {
   auto when = Clock::now() + delay;
@@ -141,30 +161,70 @@ void Daemon::arm_cycle(Clock::duration delay) {
 }
 
 void Daemon::cycle() {
-  auto start = Clock::now();
-  std::optional<std::vector<DomainRecord>> domains;
-  if (libvirt_->connected()) {
-    auto listed = libvirt_->running_domains();
-    if (listed.ok()) {
-      domains = std::move(*listed);
-    } else {
-      lost_connection(listed.error().message());
-    }
-  }
+  const auto start = Clock::now();
   watch_config_file();
-  Snapshot snapshot = collector_.collect(domains ? &*domains : nullptr, domains.has_value());
-  snapshot.libvirt_up = domains.has_value();
+  Snapshot snapshot = collector_.collect(fresh_ ? domains_.get() : nullptr, libvirt_live());
+  fresh_ = false;
+  snapshot.libvirt_up = libvirt_live();
   publish(std::move(snapshot), Clock::now() - start);
   arm_cycle(cycle_ - (Clock::now() - start));
 }
 
-void Daemon::publish(Snapshot snapshot, Clock::duration took) {
-  observe(durations_, std::chrono::duration<double>(took).count());
+// A libvirt call began: if it has not answered within the timeout, libvirt counts as down
+// (published at once) until it answers.
+void Daemon::on_call_started() {
+  watchdog_.expires_after(config_.call_timeout(cycle_));
+  watchdog_.async_wait([this](auto ec) {
+    if (ec || libvirt_stuck_) return;
+    libvirt_stuck_ = true;
+    log_warning("libvirt has not answered for " + std::to_string(config_.call_timeout(cycle_).count()) +
+                " ms; kvmprof_libvirt_up is 0 until it does (the known VMs are still measured)");
+    arm_cycle(Clock::duration::zero());
+  });
+}
+
+void Daemon::on_answer(Discovery::Domains domains, const std::string& error) {
+  watchdog_.cancel();
+  if (libvirt_stuck_) log_info("libvirt answers again");
+  const bool was_live = libvirt_live();
+  libvirt_stuck_ = false;
+  libvirt_answered_ = domains != nullptr;
+  if (!domains) {
+    if (was_live) log_warning("libvirt: " + error);
+    return arm_cycle(Clock::duration::zero());
+  }
+  const bool changed = !same_domains(domains, domains_);
+  domains_ = std::move(domains);
+  fresh_ = true;
+  if (changed || !was_live) arm_cycle(Clock::duration::zero());  // VMs that came or went show at once
+}
+
+void Daemon::on_planned(CollectorPlan plan, uint64_t generation) {
+  if (generation != generation_) return;  // a newer config is being planned
+  cycle_ = plan.cycle();
+  collector_.apply(std::move(plan));
+  discovery_->set_interval(cycle_, config_.reconnect_max_backoff);
+  log_info(applying_ + ": applied " + std::to_string(config_.policies.size()) + " policies and the default");
+  arm_cycle(Clock::duration::zero());
+}
+
+void Daemon::publish(Snapshot snapshot, std::optional<Clock::duration> took) {
+  if (took) observe(durations_, std::chrono::duration<double>(*took).count());
   snapshot.collection_duration = durations_;
   snapshot.config_reload_ok = reload_ok_;
   snapshot.config_reload_success_timestamp = reload_success_at_;
-  log_source_changes(snapshot);
-  store_.publish(std::make_shared<const Snapshot>(std::move(snapshot)));
+  if (took) log_source_changes(snapshot);  // the first snapshot, before anything was asked, says nothing yet
+  last_ = std::make_shared<const Snapshot>(std::move(snapshot));
+  store_.publish(last_);
+}
+
+// The last snapshot again with what changed outside a cycle (a reload's outcome), at once.
+void Daemon::republish() {
+  Snapshot copy = *last_;
+  copy.config_reload_ok = reload_ok_;
+  copy.config_reload_success_timestamp = reload_success_at_;
+  last_ = std::make_shared<const Snapshot>(std::move(copy));
+  store_.publish(last_);
 }
 
 void Daemon::log_source_changes(const Snapshot& snapshot) {
@@ -173,34 +233,12 @@ void Daemon::log_source_changes(const Snapshot& snapshot) {
     std::string& last = source_state_[source.source];
     if (last == state) continue;
     last = state;
-    if (source.up) {
-      log_info("source " + source.source + " is live");
+    if (source.up || source.reason == kNoVcpuThreads) {
+      log_info("source " + source.source + " is " + state);
     } else {
       log_warning("source " + source.source + " is " + state);
     }
   }
-}
-
-void Daemon::connect() {
-  auto connected = libvirt_->connect();
-  if (connected.ok()) {
-    log_info("connected to " + config_.libvirt_uri);
-    backoff_ = std::chrono::milliseconds(1000);
-    arm_cycle(Clock::duration::zero());
-    return;
-  }
-  log_warning(connected.error().message() + "; retrying in " + std::to_string(backoff_.count() / 1000) +
-              " s (is libvirtd running? systemctl start libvirtd)");
-  reconnect_timer_.expires_after(backoff_);
-  reconnect_timer_.async_wait([this](auto ec) { if (!ec) connect(); });
-  backoff_ = std::min(backoff_ * 2, config_.reconnect_max_backoff);
-}
-
-void Daemon::lost_connection(const std::string& why) {
-  if (!libvirt_->connected()) return;
-  log_warning("lost libvirt connection: " + why + "; still measuring the known VMs");
-  libvirt_->disconnect();
-  connect();
 }
 
 void Daemon::on_signal(int signo) {
@@ -219,34 +257,35 @@ void Daemon::watch_config_file() {
   if (config_path_.empty() || Clock::now() - config_checked_at_ < kEvery) return;
   config_checked_at_ = Clock::now();
   int64_t mtime = mtime_of(config_path_);
-  if (mtime != 0 && mtime != config_mtime_) reload(config_path_ + " changed");
+  if (mtime != 0 && mtime != config_mtime_) reload(quoted(config_path_) + " changed");
 }
 
-// Valid: applied at once (listen and metrics_path need a restart). Invalid: logged with its
-// location; the running config stays and kvmprof_config_last_reload_successful says 0.
+// Valid: planned off the loop, then applied (listen, metrics_path and libvirt.uri need a
+// restart). Invalid: logged with its locations; the running config stays. Either way
+// kvmprof_config_last_reload_successful says so at once.
 void Daemon::reload(const std::string& why) {
   if (config_path_.empty()) return log_warning(why + ": running on built-in defaults; there is no config file to reload");
   config_mtime_ = mtime_of(config_path_);
   auto loaded = load_config_file(config_path_, host_);
-  std::vector<ConfigError> errors;
-  if (auto* errs = std::get_if<std::vector<ConfigError>>(&loaded)) errors = std::move(*errs);
-  AgentConfig* next = std::get_if<AgentConfig>(&loaded);
-  reload_ok_ = errors.empty();
-  for (const auto& e : errors) log_error("reload (" + why + ") rejected, keeping the running config: " + e.format());
-  if (!reload_ok_) return;
-  if (next->listen != config_.listen || next->metrics_path != config_.metrics_path) {
-    log_warning("reload: listen and metrics_path apply only after a restart");
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&loaded)) {
+    reload_ok_ = false;
+    for (const auto& e : *errors) log_error("reload (" + why + ") rejected, keeping the running config: " + e.format());
+    return republish();
   }
-  next->listen = config_.listen;
-  next->metrics_path = config_.metrics_path;
-  config_ = std::move(*next);
-  CollectorPlan next_plan = plan(config_);
-  cycle_ = next_plan.cycle();
-  collector_.apply(std::move(next_plan));
-  libvirt_->set_metadata_uris(metadata_uris(config_.policies));
+  AgentConfig& next = std::get<AgentConfig>(loaded);
+  if (next.listen != config_.listen || next.metrics_path != config_.metrics_path || next.libvirt_uri != config_.libvirt_uri) {
+    log_warning("reload: listen, metrics_path and libvirt.uri apply only after a restart");
+  }
+  next.listen = config_.listen;
+  next.metrics_path = config_.metrics_path;
+  next.libvirt_uri = config_.libvirt_uri;
+  config_ = std::move(next);
+  reload_ok_ = true;
   reload_success_at_ = unix_now();
-  log_info("reload (" + why + "): applied " + std::to_string(config_.policies.size()) + " policies");
-  arm_cycle(Clock::duration::zero());
+  applying_ = "reload (" + why + ")";
+  planner_->request(config_, ++generation_);
+  discovery_->set_metadata_uris(metadata_uris(config_.policies));
+  republish();
 }
 
 }  // namespace kvmprof

@@ -7,6 +7,7 @@
 #include "agent/commands.h"
 #include "agent/config_load.h"
 #include "agent/daemon.h"
+#include "agent/discovery/libvirt_hypervisor.h"
 #include "agent/system/host_probe.h"
 #include "agent/system/log.h"
 #include "policy/listen_address.h"
@@ -51,6 +52,25 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
     for (const auto& e : config.default_policy.events) events.push_back(e.spec);
   }
   return run_explain(opts.root, events, *guest);
+}
+
+// The agent with the real libvirt and kernel. When the libvirt thread is stuck in a call at
+// exit, the process ends without destroying what that thread still uses.
+int run_daemon(AgentConfig config, const std::string& path, const std::string& root) {
+  auto libvirt = std::make_unique<LibvirtHypervisor>(config.libvirt_uri);
+  RealPerfBackend perf;
+  int code = kExitFailure;
+  bool abandoned = false;
+  {
+    Daemon daemon(std::move(config), path, HostRoot(root), *libvirt, perf);
+    code = daemon.run();
+    abandoned = daemon.libvirt_abandoned();
+  }
+  if (abandoned) {
+    std::fflush(stderr);
+    std::_Exit(code);
+  }
+  return code;
 }
 
 }  // namespace
@@ -98,5 +118,5 @@ int main(int argc, char** argv) {
   }
   if (opts->listen) config->listen = *opts->listen;
   std::string path = opts->config_given || std::filesystem::exists(opts->config_path) ? opts->config_path : "";
-  return Daemon(std::move(*config), path, opts->root).run();
+  return run_daemon(std::move(*config), path, opts->root);
 }

@@ -270,7 +270,8 @@ void Loader::check_shadowing(const std::vector<Policy>& policies) {
 }
 
 void Loader::load_libvirt(const YAML::Node& node, AgentConfig& config) {
-  if (!keys(node, {"uri", "reconnect_max_backoff"}, "libvirt")) return;
+  if (!keys(node, {"uri", "reconnect_max_backoff", "call_timeout"}, "libvirt")) return;
+  if (node["call_timeout"]) config.libvirt_call_timeout = duration(node["call_timeout"], "call_timeout", kMinInterval);
   if (node["uri"]) config.libvirt_uri = scalar(node["uri"], "uri").value_or(config.libvirt_uri);
   if (node["reconnect_max_backoff"]) {
     config.reconnect_max_backoff =
@@ -329,6 +330,10 @@ AgentConfig Loader::load(const YAML::Node& root) {
 }
 
 }  // namespace
+
+std::chrono::milliseconds AgentConfig::call_timeout(std::chrono::milliseconds cycle) const {
+  return libvirt_call_timeout.value_or(std::clamp(cycle / 2, milliseconds(500), milliseconds(10'000)));
+}
 
 std::string ConfigError::format() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;

@@ -64,6 +64,11 @@ struct AgentConfig {
   std::string libvirt_uri = "qemu:///system";
   std::chrono::milliseconds interval{5000};
   std::chrono::milliseconds reconnect_max_backoff{30000};
+  // How long a libvirt call may take before kvmprof_libvirt_up says 0; default: see call_timeout().
+  std::optional<std::chrono::milliseconds> libvirt_call_timeout;
+
+  // The configured timeout, else half the shortest interval, from 500 ms to 10 s.
+  std::chrono::milliseconds call_timeout(std::chrono::milliseconds cycle) const;
   std::vector<Policy> policies;  // first match in file order
   Policy default_policy;         // for domains no policy matches
   Limits limits;

@@ -207,7 +207,7 @@ std::vector<SourceStatus> Collector::sources(bool libvirt_live, const std::map<s
                  libvirt_live ? "libvirt reports no vcpu.N.exits (needs QEMU query-stats)" : "libvirt is not answering"});
   auto [vcpus, untrusted] = cpu_.tick_trust();
   out.push_back({"procfs_tick_split", vcpus > 0 && untrusted == 0,
-                 vcpus == 0 ? "no vCPU threads yet"
+                 vcpus == 0 ? kNoVcpuThreads
                             : std::to_string(untrusted) + " of " + std::to_string(vcpus) +
                                   " vCPU threads have stat ticks that disagree with schedstat; they export mode=\"all\""});
   for (const auto& [event, h] : health) {
@@ -230,7 +230,7 @@ SourceStatus Collector::event_source(const PlannedEvent& e, const std::map<std::
   auto h = health.find(e.event);
   if (h == health.end() || (h->second.open == 0 && h->second.refused == 0)) {
     bool limited = std::any_of(limit_actions_.begin(), limit_actions_.end(), [&](const auto& a) { return a.event == e.event; });
-    return {source, false, limited ? "not counted: a host limit dropped it (kvmprof_limit_action_info)" : "no vCPU thread to count on yet"};
+    return {source, false, limited ? "not counted: a host limit dropped it (kvmprof_limit_action_info)" : kNoVcpuThreads};
   }
   if (h->second.open == 0) return {source, false, refusal_reason(h->second.last_errno, h->second.refused, paranoid_)};
   if (e.tracepoint && !tracepoints_fired_.contains(e.event)) {

@@ -20,6 +20,9 @@
 
 namespace kvmprof {
 
+// Why a source is not live on a host that runs no VM yet: not a problem, just nothing to measure.
+inline constexpr const char* kNoVcpuThreads = "no vCPU thread to measure yet";
+
 // The policies as planned for this host: named ones first-match in file order, default last.
 struct CollectorPlan {
   std::vector<PolicyPlan> policies;

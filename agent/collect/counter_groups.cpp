@@ -103,7 +103,7 @@ void CounterGroups::open_group(const PolicyPlan& plan, Thread& thread, Group& gr
 // with the group's enabled and running growth.
 void CounterGroups::take(const PolicyPlan& plan, Group& group, std::map<Key, Pending>& pending) {
   auto reading = group.counters->read(perf_);
-  group.read_ok = reading.ok();
+  group.read_failed = !reading.ok();
   if (!reading.ok()) {
     count_read_error(read_errors_, "perf", reading.error());
     return;
@@ -168,7 +168,7 @@ std::map<std::string, EventHealth> CounterGroups::health() const {
       for (const auto& group : thread.groups) {
         for (size_t slot : group.slots) {
           auto& [open, err] = events[vm.plan->slots[slot].name];
-          open = open || (group.counters && group.read_ok);
+          open = open || (group.counters && !group.read_failed);
           err = group.counters ? err : group.err;
         }
       }

@@ -32,7 +32,7 @@ namespace kvmprof {
 
 // What really happened to one event's counters on the vCPU threads followed now.
 struct EventHealth {
-  size_t open = 0;     // threads where its counters are open and were read
+  size_t open = 0;     // threads where its counters are open (and their last read, if any, worked)
   size_t refused = 0;  // threads where the kernel refused them
   int last_errno = 0;  // of the last refusal
   bool counted = false;  // some vCPU's total is above zero (a tracepoint that fires)
@@ -73,7 +73,7 @@ class CounterGroups final : public ThreadConsumer {
     std::optional<PerfGroup> counters;  // empty while refused
     Backoff retry{std::chrono::seconds(1), std::chrono::minutes(5)};
     int err = 0;           // errno of the last refusal
-    bool read_ok = false;  // the last read succeeded
+    bool read_failed = false;  // the last read failed
     std::vector<uint64_t> raw;  // by plan slot: raw count at the last read
     uint64_t enabled = 0, running = 0;  // ns, at the last read
   };

@@ -71,16 +71,19 @@ std::variant<uint64_t, std::string> tracepoint_id(const HostRoot& root, const Tr
   return "no tracepoint " + tp.subsystem + ":" + tp.name + " on this kernel (is the module loaded?)";
 }
 
+PlannedEvent plan_event(const HostRoot& root, PerfBackend& perf, const PolicyEvent& event, const HostModel& host,
+                        const QuirkTable& quirks) {
+  PlannedEvent p = plan_one(root, perf, event.spec, event.guest, host, quirks);
+  std::string line = "event " + p.event + ": " + std::string(to_string(p.status)) +
+                     (p.semantics.empty() ? "" : ", counts " + p.semantics) + (p.reason.empty() ? "" : " (" + p.reason + ")");
+  p.counters.empty() || p.status != DecisionStatus::kOk ? log_warning(line) : log_info(line);
+  return p;
+}
+
 std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<PolicyEvent>& events,
                                       const HostModel& host, const QuirkTable& quirks) {
   std::vector<PlannedEvent> plan;
-  for (const auto& event : events) {
-    plan.push_back(plan_one(root, perf, event.spec, event.guest, host, quirks));
-    const PlannedEvent& p = plan.back();
-    std::string line = "event " + p.event + ": " + std::string(to_string(p.status)) +
-                       (p.semantics.empty() ? "" : ", counts " + p.semantics) + (p.reason.empty() ? "" : " (" + p.reason + ")");
-    p.counters.empty() || p.status != DecisionStatus::kOk ? log_warning(line) : log_info(line);
-  }
+  for (const auto& event : events) plan.push_back(plan_event(root, perf, event, host, quirks));
   return plan;
 }
 

@@ -25,6 +25,9 @@ struct PlannedEvent {
   std::vector<std::string> fallbacks;  // open-ladder steps taken (LadderStep::code)
 };
 
+// One event decided for this host and opened once through the ladder (logged).
+PlannedEvent plan_event(const HostRoot& root, PerfBackend& perf, const PolicyEvent& event, const HostModel& host,
+                        const QuirkTable& quirks);
 std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<PolicyEvent>& events,
                                       const HostModel& host, const QuirkTable& quirks);
 

@@ -72,7 +72,9 @@ void Inventory::set_plan(VmEntry& vm, std::shared_ptr<const PolicyPlan> plan) {
   if (vm.plan == plan) return;
   auto old = std::exchange(vm.plan, std::move(plan));
   if (!old) return;  // a new VM: its threads are announced with the plan
-  if (old->key() != vm.plan->key()) log_info(vm_name(vm.record) + ": counters reopened for policy " + quoted(vm.plan->name));
+  if (!old->slots.empty() && old->key() != vm.plan->key()) {
+    log_info(vm_name(vm.record) + ": counters reopened for policy " + quoted(vm.plan->name));
+  }
   for (ThreadConsumer* c : consumers_) c->plan_changed(vm.record.uuid, vm.plan);
 }
 
@@ -82,7 +84,7 @@ bool Inventory::refresh(VmEntry& vm, Clock::time_point now, bool reconcile) {
   if (vm.listed && !reconcile && !(missing && vm.search.due(now))) return true;
   // A reused pid would make another process's threads ours: confirm it on every reconcile.
   auto tids = list_threads(root_, *vm.pid);
-  if (!tids.ok() || (reconcile && !process_has_uuid(root_, *vm.pid, vm.record.uuid))) {
+  if (!tids.ok() || !process_running(root_, *vm.pid) || (reconcile && !process_has_uuid(root_, *vm.pid, vm.record.uuid))) {
     process_exited(vm);
     return false;
   }
@@ -161,7 +163,7 @@ void Inventory::drop_threads(VmEntry& vm) {
 bool Inventory::threads_exited(VmEntry& vm, const std::vector<pid_t>& tids) {
   if (tids.empty()) return true;
   for (pid_t tid : tids) drop_thread(vm, tid);
-  if (vm.pid && list_threads(root_, *vm.pid).ok()) return true;
+  if (vm.pid && process_running(root_, *vm.pid)) return true;
   process_exited(vm);
   return false;
 }

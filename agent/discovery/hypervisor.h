@@ -23,22 +23,25 @@ struct DomainRecord {
   bool vcpu_stats = true;  // the vCPU fields were there (with NOWAIT libvirt may skip a busy domain's)
 };
 
+// libvirt's events, delivered on libvirt's own event thread: something changed (a domain
+// started or stopped, its metadata changed, the connection closed), so ask again.
+struct HypervisorEvents {
+  std::function<void(const std::string& what)> changed;
+};
+
+// Used from one thread (the Discovery thread); only the events come from another.
 class Hypervisor {
  public:
   virtual ~Hypervisor() = default;
+  virtual void set_events(HypervisorEvents events) = 0;  // before the first connect()
   virtual Result<bool> connect() = 0;
+  // False also once libvirt has closed the connection (keepalive, libvirtd gone).
   virtual bool connected() const = 0;
   virtual void disconnect() = 0;
   // Running (and paused) domains with their vCPU statistics, in one round trip (plus, for a
   // domain first seen or changed, its title and the metadata elements of `metadata_uris`).
   virtual Result<std::vector<DomainRecord>> running_domains() = 0;
   virtual void set_metadata_uris(std::vector<std::string> uris) = 0;
-};
-
-// Called on libvirt's event thread; implementations must only hand work to their own loop.
-struct HypervisorEvents {
-  std::function<void(const std::string& what)> domain_changed;
-  std::function<void(const std::string& why)> connection_lost;
 };
 
 // Parses a bulk-stats parameter name such as "vcpu.3.halt_exits.sum" into (3, "halt"),

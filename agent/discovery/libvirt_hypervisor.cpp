@@ -6,6 +6,9 @@
 #include <charconv>
 #include <cstdlib>
 #include <memory>
+#include <optional>
+
+#include "agent/system/log.h"
 
 namespace kvmprof {
 namespace {
@@ -69,8 +72,21 @@ bool parse_exit_param(const std::string& name, unsigned& vcpu, std::string& reas
   return true;
 }
 
-LibvirtHypervisor::LibvirtHypervisor(std::string uri, HypervisorEvents events)
-    : uri_(std::move(uri)), events_(std::move(events)) {
+// A callback's registration: which object, for which connection. libvirt frees it (free_tag)
+// when the callback is deregistered.
+struct LibvirtHypervisor::Tag {
+  LibvirtHypervisor* self;
+  uint64_t generation;
+
+  static void free_tag(void* tag) { delete static_cast<Tag*>(tag); }
+  // The object, or null when the callback belongs to an older connection.
+  static LibvirtHypervisor* current(void* tag) {
+    auto* t = static_cast<Tag*>(tag);
+    return t->generation == t->self->generation_ ? t->self : nullptr;
+  }
+};
+
+LibvirtHypervisor::LibvirtHypervisor(std::string uri) : uri_(std::move(uri)) {
   virSetErrorFunc(nullptr, quiet_errors);
   virEventRegisterDefaultImpl();
   event_thread_ = std::thread([this] {
@@ -87,35 +103,44 @@ LibvirtHypervisor::~LibvirtHypervisor() {
 }
 
 Result<bool> LibvirtHypervisor::connect() {
-  if (conn_) return true;
+  if (connected()) return true;
+  disconnect();
   conn_ = virConnectOpenReadOnly(uri_.c_str());
   if (!conn_) return libvirt_error("connect to " + uri_);
+  const uint64_t generation = ++generation_;
+  {
+    std::lock_guard lock(cache_mu_);
+    for (auto& [key, entry] : cache_) entry.valid = false;  // events were missed while not connected
+  }
   virConnectSetKeepAlive(conn_, 5, 3);  // a dead libvirtd is noticed within ~20 s
-  virConnectRegisterCloseCallback(conn_, on_close, this, nullptr);
-  lifecycle_id_ = virConnectDomainEventRegisterAny(
-      conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), this,
-      nullptr);
-  metadata_id_ = virConnectDomainEventRegisterAny(
-      conn_, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata), this, nullptr);
+  virConnectRegisterCloseCallback(conn_, on_close, new Tag{this, generation}, Tag::free_tag);
+  lifecycle_id_ = virConnectDomainEventRegisterAny(conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                   VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
+                                                   new Tag{this, generation}, Tag::free_tag);
+  metadata_id_ = virConnectDomainEventRegisterAny(conn_, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                                                  VIR_DOMAIN_EVENT_CALLBACK(on_metadata),
+                                                  new Tag{this, generation}, Tag::free_tag);
   return true;
 }
 
 void LibvirtHypervisor::disconnect() {
   if (!conn_) return;
+  ++generation_;  // from now on, callbacks of this connection are stale
   if (lifecycle_id_ >= 0) virConnectDomainEventDeregisterAny(conn_, lifecycle_id_);
   if (metadata_id_ >= 0) virConnectDomainEventDeregisterAny(conn_, metadata_id_);
-  metadata_id_ = -1;
   virConnectUnregisterCloseCallback(conn_, on_close);
   virConnectClose(conn_);
   conn_ = nullptr;
-  lifecycle_id_ = -1;
+  lifecycle_id_ = metadata_id_ = -1;
 }
 
 Result<std::vector<DomainRecord>> LibvirtHypervisor::running_domains() {
-  if (!conn_) return Error{0, "not connected to " + uri_};
+  if (!connected()) return Error{0, "not connected to " + uri_};
   virDomainStatsRecordPtr* records = nullptr;
+  // NOWAIT: a domain whose QEMU monitor is busy is reported without waiting for it (its vCPU
+  // stats may be missing; the collector keeps the last ones).
   int n = virConnectGetAllDomainStats(conn_, VIR_DOMAIN_STATS_VCPU, &records,
-                                      VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+                                      VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT);
   if (n < 0) return libvirt_error("list domains on " + uri_);
   std::unique_ptr<virDomainStatsRecordPtr, void (*)(virDomainStatsRecordPtr*)> guard(
       records, virDomainStatsRecordListFree);
@@ -130,65 +155,100 @@ Result<std::vector<DomainRecord>> LibvirtHypervisor::running_domains() {
       return entry.first == r.uuid + "/" + std::to_string(r.id);
     });
   });
+  std::erase_if(changes_, [&](const auto& entry) {
+    return std::none_of(out.begin(), out.end(), [&](const DomainRecord& r) { return entry.first == r.uuid; });
+  });
   return out;
 }
 
 void LibvirtHypervisor::set_metadata_uris(std::vector<std::string> uris) {
   std::lock_guard lock(cache_mu_);
   metadata_uris_ = std::move(uris);
-  cache_.clear();
+  for (auto& [key, entry] : cache_) entry.valid = false;
 }
 
-// Title and metadata cost one call each; they are cached per domain start and refreshed when
-// libvirt reports a metadata change.
+// One title or metadata element; true when libvirt answered (an absent one is an answer: "").
+bool LibvirtHypervisor::fetch(virDomainPtr dom, int type, const std::string& uri, std::string& out) {
+  char* text = virDomainGetMetadata(dom, type, uri.empty() ? nullptr : uri.c_str(), VIR_DOMAIN_AFFECT_LIVE);
+  if (!text) {
+    const virError* err = virGetLastError();
+    out.clear();
+    return err && err->code == VIR_ERR_NO_DOMAIN_METADATA;
+  }
+  out = text;
+  free(text);  // NOLINT: allocated by libvirt
+  return true;
+}
+
+// Title and metadata cost one call each: cached per domain start, asked again for a domain
+// when libvirt reports a metadata change of it. A failed answer is never cached, nor taken for
+// an empty one: the last good answer stands and the next poll asks again.
 void LibvirtHypervisor::describe(virDomainPtr dom, DomainRecord& record) {
   const std::string key = record.uuid + "/" + std::to_string(record.id);
   std::vector<std::string> uris;
+  Descriptive last;
+  uint64_t changes = 0;
   {
     std::lock_guard lock(cache_mu_);
-    if (auto cached = cache_.find(key); cached != cache_.end()) {
-      record.title = cached->second.title;
-      record.metadata = cached->second.metadata;
+    if (auto cached = cache_.find(key); cached != cache_.end()) last = cached->second;
+    if (last.valid) {
+      record.title = last.title;
+      record.metadata = last.metadata;
       return;
     }
     uris = metadata_uris_;
+    changes = changes_[record.uuid];
   }
-  auto fetch = [&](int type, const char* uri) {  // an RPC: never under cache_mu_
-    char* text = virDomainGetMetadata(dom, type, uri, VIR_DOMAIN_AFFECT_LIVE);
-    std::string out = text ? text : "";
-    free(text);  // NOLINT: allocated by libvirt
-    return out;
-  };
-  record.title = fetch(VIR_DOMAIN_METADATA_TITLE, nullptr);
-  for (const auto& uri : uris) record.metadata[uri] = fetch(VIR_DOMAIN_METADATA_ELEMENT, uri.c_str());
+  Descriptive fresh;  // RPCs: never under cache_mu_
+  fresh.valid = fetch(dom, VIR_DOMAIN_METADATA_TITLE, "", fresh.title);
+  if (!fresh.valid) fresh.title = last.title;
+  for (const auto& uri : uris) {
+    std::string element;
+    if (fetch(dom, VIR_DOMAIN_METADATA_ELEMENT, uri, element)) {
+      fresh.metadata[uri] = element;
+    } else {
+      fresh.valid = false;
+      if (last.metadata.contains(uri)) fresh.metadata[uri] = last.metadata.at(uri);
+    }
+  }
+  record.title = fresh.title;
+  record.metadata = fresh.metadata;
   std::lock_guard lock(cache_mu_);
-  cache_[key] = Descriptive{record.title, record.metadata};
+  fresh.valid = fresh.valid && changes_[record.uuid] == changes;  // no metadata change raced the fetch
+  cache_[key] = std::move(fresh);
 }
 
-int LibvirtHypervisor::on_metadata(virConnectPtr, virDomainPtr dom, int, const char*, void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
+int LibvirtHypervisor::on_metadata(virConnectPtr, virDomainPtr dom, int, const char*, void* tag) {
+  LibvirtHypervisor* h = Tag::current(tag);
+  if (!h) return 0;
+  char uuid[VIR_UUID_STRING_BUFLEN] = {};
+  if (virDomainGetUUIDString(dom, uuid) != 0) return 0;
   {
     std::lock_guard lock(h->cache_mu_);
-    h->cache_.clear();
+    ++h->changes_[uuid];
+    for (auto& [key, entry] : h->cache_) {  // keep the last answer for when asking again fails
+      if (key.starts_with(std::string(uuid) + "/")) entry.valid = false;
+    }
   }
-  if (h->events_.domain_changed) h->events_.domain_changed(std::string(virDomainGetName(dom)) + " metadata changed");
+  if (h->events_.changed) h->events_.changed(std::string(virDomainGetName(dom)) + " metadata changed");
   return 0;
 }
 
-int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
-  if (h->events_.domain_changed) {
-    h->events_.domain_changed(std::string(virDomainGetName(dom)) + " " + lifecycle_name(event));
-  }
+int LibvirtHypervisor::on_lifecycle(virConnectPtr, virDomainPtr dom, int event, int, void* tag) {
+  LibvirtHypervisor* h = Tag::current(tag);
+  if (h && h->events_.changed) h->events_.changed(std::string(virDomainGetName(dom)) + " " + lifecycle_name(event));
   return 0;
 }
 
-void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* self) {
-  auto* h = static_cast<LibvirtHypervisor*>(self);
+void LibvirtHypervisor::on_close(virConnectPtr, int reason, void* tag) {
+  LibvirtHypervisor* h = Tag::current(tag);
+  if (!h) return;  // an older connection: it must not tear down the current one
+  h->closed_ = static_cast<Tag*>(tag)->generation;
   const char* why = reason == VIR_CONNECT_CLOSE_REASON_EOF ? "libvirtd closed the connection"
                     : reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE ? "keepalive timed out"
                                                                     : "connection error";
-  if (h->events_.connection_lost) h->events_.connection_lost(why);
+  log_warning(std::string("libvirt connection closed: ") + why);
+  if (h->events_.changed) h->events_.changed(why);
 }
 
 }  // namespace kvmprof

@@ -30,6 +30,12 @@ bool process_has_uuid(const HostRoot& root, pid_t pid, const std::string& uuid) 
   return text.ok() && argv_has_uuid(parse_cmdline(*text), uuid);
 }
 
+bool process_running(const HostRoot& root, pid_t pid) {
+  auto text = root.read_file(proc(pid) + "/stat");
+  auto state = text.ok() ? parse_task_state(*text) : std::nullopt;
+  return state && *state != 'Z' && *state != 'X' && *state != 'x';
+}
+
 std::optional<pid_t> find_qemu_pid(const HostRoot& root, const std::string& uuid) {
   auto entries = root.list_dir("/proc");
   if (!entries.ok()) return std::nullopt;

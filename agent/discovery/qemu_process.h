@@ -24,6 +24,10 @@ std::optional<pid_t> find_qemu_pid(const HostRoot& root, const std::string& uuid
 
 bool process_has_uuid(const HostRoot& root, pid_t pid, const std::string& uuid);
 
+// False once the process has exited, also while it is a zombie nobody has reaped yet (a QEMU
+// killed while libvirtd, its parent, is down stays one until init reaps it).
+bool process_running(const HostRoot& root, pid_t pid);
+
 Result<std::vector<pid_t>> list_threads(const HostRoot& root, pid_t pid);
 
 // The vCPU index of a thread, from its comm; nullopt for non-vCPU threads; an error when

@@ -38,6 +38,12 @@ Result<TaskTicks> parse_task_stat(std::string_view text) {
   return TaskTicks{*utime, *stime, *guest};
 }
 
+std::optional<char> parse_task_state(std::string_view text) {
+  size_t close = text.rfind(')');
+  if (close == std::string_view::npos || close + 2 >= text.size()) return std::nullopt;
+  return text[close + 2];  // ") S ..."
+}
+
 Result<SchedStat> parse_schedstat(std::string_view text) {
   auto fields = split_ws(text);
   if (fields.size() < 3) return Error{0, "schedstat: expected 3 numbers"};

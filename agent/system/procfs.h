@@ -28,6 +28,8 @@ struct SchedStat {
 };
 
 Result<TaskTicks> parse_task_stat(std::string_view text);
+// The state letter of a stat line (R, S, D, Z for a zombie, X for dead, ...).
+std::optional<char> parse_task_state(std::string_view text);
 Result<SchedStat> parse_schedstat(std::string_view text);
 
 // NUL-separated argv of /proc/PID/cmdline.

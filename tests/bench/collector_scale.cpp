@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
     if (vcpu == 0) {
       fs::create_directories(task);
       std::ofstream(task.parent_path() / "cmdline") << std::string("qemu\0-uuid\0", 11) << uuid_of(vm) << '\0';
+      std::ofstream(task.parent_path() / "stat") << 100000 + vm << " (qemu-system-x86) S 1\n";
       domains.push_back({"vm" + std::to_string(vm), uuid_of(vm), vm, 0, "", {}, {}});
     }
     ++domains.back().vcpus_current;

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
+#include <thread>
 
 namespace kvmprof::testing {
 namespace {
@@ -53,9 +55,11 @@ Error refused(int err, const std::string& why) {
 
 FakeKernel::FakeKernel(FakeKernel&& other) noexcept
     : count_for(std::move(other.count_for)), enabled_ns(other.enabled_ns), running_ns(other.running_ns),
-      name_(std::move(other.name_)), rules_(std::move(other.rules_)), counters_per_group_(other.counters_per_group_),
+      open_delay(other.open_delay), throw_on_read(other.throw_on_read.load()), name_(std::move(other.name_)),
+      rules_(std::move(other.rules_)), counters_per_group_(other.counters_per_group_),
       events_(std::move(other.events_)), exited_(std::move(other.exited_)), denied_(std::move(other.denied_)),
-      calls_(std::move(other.calls_)), next_id_(other.next_id_), reads_(other.reads_) {}
+      calls_(std::move(other.calls_)),
+      next_id_(other.next_id_), reads_(other.reads_) {}
 
 // The event id behind an fd, from the memfd's name; 0 when the fd is not one of ours.
 uint64_t FakeKernel::id_of(int fd) const {
@@ -100,6 +104,7 @@ int FakeKernel::check_group(const perf_event_attr& attr, pid_t tid, int group_fd
 }
 
 Result<Fd> FakeKernel::open(perf_event_attr& attr, pid_t tid, int, int group_fd) {
+  std::this_thread::sleep_for(open_delay);
   std::lock_guard lock(mu_);
   auto refuse = [&](int err, const std::string& why) {
     calls_.emplace_back(attr, err);
@@ -126,6 +131,7 @@ Result<Fd> FakeKernel::open(perf_event_attr& attr, pid_t tid, int, int group_fd)
 // PERF_FORMAT_GROUP|ID|TOTAL_TIME_ENABLED|TOTAL_TIME_RUNNING: nr, enabled, running, then
 // (value, id) per member; the times are the leader's (kernel/events/core.c perf_read_group).
 Result<size_t> FakeKernel::read(const Fd& fd, std::span<std::byte> buf) {
+  if (throw_on_read) throw std::logic_error("fake kernel: read failed on purpose");
   std::lock_guard lock(mu_);
   ++reads_;
   auto leader = events_.find(id_of(fd.get()));

@@ -10,6 +10,8 @@
 // memfds named after their event id, so Fd ownership is real and a closed fd whose number is
 // reused is never mistaken for the old event. Thread-safe: the agent plans on one thread and
 // counts on another.
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -60,6 +62,9 @@ class FakeKernel final : public PerfBackend {
   // An event opens as if it had already been enabled and running this long (and counted for
   // running_ns); tests that start counters from zero set both to 0.
   uint64_t enabled_ns = 1'000'000'000, running_ns = 1'000'000'000;
+  // Each open takes this long, as tracepoint opens do (they wait for RCU).
+  std::chrono::milliseconds open_delay{0};
+  std::atomic<bool> throw_on_read{false};  // a bug in the read path: the exception escapes the collector
 
  private:
   struct Event {

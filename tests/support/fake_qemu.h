@@ -46,6 +46,7 @@ class QemuFixture {
   QemuFixture() : dir_(std::filesystem::temp_directory_path() / ("kvmprof-root-" + std::to_string(::getpid()))) {
     std::filesystem::create_directories(dir_ / "proc/4242/task");
     std::ofstream(dir_ / "proc/4242/cmdline") << std::string("qemu\0-uuid\0", 11) << kUuid << '\0';
+    std::ofstream(dir_ / "proc/4242/stat") << "4242 (qemu-system-x86) S 1\n";
   }
   ~QemuFixture() { std::filesystem::remove_all(dir_); }
   void add(pid_t tid) {
@@ -54,6 +55,7 @@ class QemuFixture {
   }
   void remove(pid_t tid) { std::filesystem::remove(dir_ / "proc/4242/task" / std::to_string(tid)); }
   void remove_process() { std::filesystem::remove_all(dir_ / "proc/4242"); }
+  void become_zombie() { std::ofstream(dir_ / "proc/4242/stat") << "4242 (qemu-system-x86) Z 1\n"; }
   HostRoot root() const { return HostRoot(dir_.string()); }
 
  private:

@@ -66,6 +66,7 @@ class FileQemu {
   void create_process() {
     std::filesystem::create_directories(proc() / "task");
     std::ofstream(proc() / "cmdline") << std::string("qemu\0-uuid\0", 11) << uuid_ << '\0';
+    std::ofstream(proc() / "stat") << stat_line(pid_, {});
   }
 
  private:

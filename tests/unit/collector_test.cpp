@@ -247,6 +247,18 @@ TEST(Collector, AVmWhoseThreadsAllExitedLeavesInTheSameCycle) {
   EXPECT_TRUE(s.discovery_errors.empty());
 }
 
+TEST(Collector, AKilledQemuLeftAsAZombieLeavesInTheSameCycle) {
+  QemuFixture qemu;
+  auto cpu0 = std::make_unique<FakeQemuThread>("CPU 0/KVM");
+  qemu.add(cpu0->tid());
+  RealPerfBackend perf;
+  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
+  collect(collector, {domain(1)});
+  cpu0.reset();
+  qemu.become_zombie();  // killed while libvirtd (its parent) is down: nobody reaps it yet
+  EXPECT_TRUE(collect_without_libvirt(collector).vms.empty());
+}
+
 TEST(Collector, AStoppedVmLeavesAndIsNotADiscoveryError) {
   FileVm vm;
   Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root()));

@@ -14,8 +14,10 @@
 #include "agent/http/connection_registry.h"
 #include "agent/http/gzip.h"
 #include "agent/system/fd.h"
+#include "tests/support/http_client.h"
 
 using namespace kvmprof;
+using namespace kvmprof::testing;
 using namespace std::chrono_literals;
 
 namespace {
@@ -34,56 +36,6 @@ std::unique_ptr<HttpServer> serve(const char* listen, HttpLimits limits = {}) {
   auto server = HttpServer::start(std::get<ListenAddress>(parse_listen(listen)), routes(), limits);
   EXPECT_TRUE(server.ok()) << (server.ok() ? "" : server.error().message());
   return server.ok() ? std::move(*server) : nullptr;
-}
-
-// A blocking client socket with a receive timeout, so a broken server fails the test instead of hanging it.
-Fd connect_to(uint16_t port, bool ipv6 = false) {
-  Fd fd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  timeval tv{5, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (ipv6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(port);
-    a->sin6_addr = in6addr_loopback;
-    len = sizeof(*a);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(port);
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    len = sizeof(*a);
-  }
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << std::strerror(errno);
-  return fd;
-}
-
-void send_all(const Fd& fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
-    if (n <= 0) return;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-// Everything the server sends until it closes the connection (or the 5 s timeout).
-std::string read_until_closed(const Fd& fd) {
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::recv(fd.get(), buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-  return out;
-}
-
-std::string exchange(uint16_t port, const std::string& request, bool ipv6 = false) {
-  Fd fd = connect_to(port, ipv6);
-  send_all(fd, request);
-  return read_until_closed(fd);
-}
-
-std::string get(const std::string& target, const std::string& extra = "") {
-  return "GET " + target + " HTTP/1.1\r\nHost: t\r\n" + extra + "Connection: close\r\n\r\n";
 }
 
 size_t count(const std::string& text, const std::string& what) {
@@ -115,7 +67,7 @@ TEST(HttpServer, ServesOnIpv4AndIpv6WithPortZero) {
   EXPECT_NE(v4->port(), 0);
   EXPECT_EQ(v6->url(), "http://[::1]:" + std::to_string(v6->port()));
   for (auto [server, ipv6] : {std::pair{v4.get(), false}, std::pair{v6.get(), true}}) {
-    std::string reply = exchange(server->port(), get("/metrics"), ipv6);
+    std::string reply = http_exchange(server->port(), get_request("/metrics"), ipv6);
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
     EXPECT_TRUE(reply.ends_with("\r\n\r\n" + kBody)) << reply;
   }
@@ -124,8 +76,8 @@ TEST(HttpServer, ServesOnIpv4AndIpv6WithPortZero) {
 TEST(HttpServer, EveryAddressTakesIpv4AndIpv6) {
   auto any = serve(":0");
   ASSERT_TRUE(any);
-  EXPECT_NE(exchange(any->port(), get("/metrics")).find(kBody), std::string::npos);
-  EXPECT_NE(exchange(any->port(), get("/metrics"), true).find(kBody), std::string::npos);
+  EXPECT_NE(http_exchange(any->port(), get_request("/metrics")).find(kBody), std::string::npos);
+  EXPECT_NE(http_exchange(any->port(), get_request("/metrics"), true).find(kBody), std::string::npos);
 }
 
 TEST(HttpServer, APortInUseSaysSo) {
@@ -138,7 +90,7 @@ TEST(HttpServer, APortInUseSaysSo) {
 
 TEST(HttpServer, HeadHasGetsHeadersWithoutTheBody) {
   auto server = serve("127.0.0.1:0");
-  std::string reply = exchange(server->port(), "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  std::string reply = http_exchange(server->port(), "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
   EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
   EXPECT_NE(reply.find("Content-Length: " + std::to_string(kBody.size()) + "\r\n"), std::string::npos) << reply;
   EXPECT_TRUE(reply.ends_with("\r\n\r\n")) << reply;
@@ -146,8 +98,8 @@ TEST(HttpServer, HeadHasGetsHeadersWithoutTheBody) {
 
 TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
   auto server = serve("127.0.0.1:0");
-  std::string reply = exchange(server->port(), "GET /query?a=1 HTTP/1.1\r\nHost: t\r\n\r\n"
-                                               "GET /query?b=2 HTTP/1.1\r\nHost: t\r\n\r\n" + get("/query?c=3"));
+  std::string reply = http_exchange(server->port(), "GET /query?a=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                               "GET /query?b=2 HTTP/1.1\r\nHost: t\r\n\r\n" + get_request("/query?c=3"));
   EXPECT_EQ(count(reply, "HTTP/1.1 200 OK"), 3u) << reply;
   size_t a = reply.find("/query|a=1"), b = reply.find("/query|b=2"), c = reply.find("/query|c=3");
   ASSERT_NE(c, std::string::npos) << reply;
@@ -157,21 +109,21 @@ TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
 
 TEST(HttpServer, RejectsUnknownPathsOtherMethodsBodiesAndHugeHeadersCleanly) {
   auto server = serve("127.0.0.1:0");
-  EXPECT_TRUE(exchange(server->port(), get("/nope")).starts_with("HTTP/1.1 404 Not Found"));
-  std::string post = exchange(server->port(), "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_TRUE(http_exchange(server->port(), get_request("/nope")).starts_with("HTTP/1.1 404 Not Found"));
+  std::string post = http_exchange(server->port(), "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
   EXPECT_TRUE(post.starts_with("HTTP/1.1 405 Method Not Allowed")) << post;
   EXPECT_NE(post.find("Allow: GET, HEAD\r\n"), std::string::npos);
-  std::string body = exchange(server->port(), "GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+  std::string body = http_exchange(server->port(), "GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
   EXPECT_TRUE(body.starts_with("HTTP/1.1 413")) << body;
-  std::string huge = exchange(server->port(), get("/metrics", "X-Big: " + std::string(20000, 'x') + "\r\n"));
+  std::string huge = http_exchange(server->port(), get_request("/metrics", "X-Big: " + std::string(20000, 'x') + "\r\n"));
   EXPECT_TRUE(huge.starts_with("HTTP/1.1 431")) << huge.substr(0, 100);
-  std::string garbage = exchange(server->port(), "\x16\x03\x01 not http at all\r\n\r\n");
+  std::string garbage = http_exchange(server->port(), "\x16\x03\x01 not http at all\r\n\r\n");
   EXPECT_TRUE(garbage.starts_with("HTTP/1.1 400")) << garbage;
 }
 
 TEST(HttpServer, GzipWhenTheClientAcceptsIt) {
   auto server = serve("127.0.0.1:0");
-  std::string reply = exchange(server->port(), get("/metrics", "Accept-Encoding: gzip\r\n"));
+  std::string reply = http_exchange(server->port(), get_request("/metrics", "Accept-Encoding: gzip\r\n"));
   EXPECT_NE(reply.find("Content-Encoding: gzip\r\n"), std::string::npos);
   EXPECT_EQ(gunzip(reply.substr(reply.find("\r\n\r\n") + 4)), kBody);
 }
@@ -204,7 +156,7 @@ TEST(HttpServer, AScrapeAnswersWhileHundredsOfIdleAndSlowConnectionsAreOpen) {
     if (i % 2) send_all(hostile.back(), "GET /metrics HTTP/1.1\r\nX-Slow: ");  // a request that never ends
   }
   for (int i = 0; i < 20; ++i) {
-    std::string reply = exchange(server->port(), get("/metrics"));
+    std::string reply = http_exchange(server->port(), get_request("/metrics"));
     ASSERT_TRUE(reply.ends_with(kBody)) << "scrape " << i << ": " << reply;
   }
   EXPECT_LE(server->connections(), limits.max_per_client);

@@ -47,3 +47,11 @@ TEST(Procfs, ReadsVcpuIndexFromQemuThreadName) {
   EXPECT_FALSE(vcpu_index_from_comm("CPU 1"));
   EXPECT_FALSE(vcpu_index_from_comm("qemu-system-x86"));
 }
+
+TEST(Procfs, ReadsTheStateLetterAfterTheLastParenthesis) {
+  EXPECT_EQ(parse_task_state("4242 (qemu) S 1 2 3"), 'S');
+  EXPECT_EQ(parse_task_state("4242 (CPU 0/KVM) Z 1"), 'Z');
+  EXPECT_EQ(parse_task_state("4242 (a) b) (c) R 1"), 'R');
+  EXPECT_EQ(parse_task_state("4242 (qemu)"), std::nullopt);
+  EXPECT_EQ(parse_task_state("garbage"), std::nullopt);
+}

@@ -1,0 +1,99 @@
+#include "agent/collect/planner.h"
+
+#include "agent/system/log.h"
+
+namespace kvmprof {
+namespace {
+
+std::string key_of(const PolicyEvent& event) { return event.spec.text + "|" + std::string(to_string(event.guest)); }
+
+std::vector<const Policy*> all_policies(const AgentConfig& config) {
+  std::vector<const Policy*> out;
+  for (const auto& p : config.policies) out.push_back(&p);
+  out.push_back(&config.default_policy);
+  return out;
+}
+
+Policy without_events(Policy policy) {
+  policy.events.clear();
+  return policy;
+}
+
+}  // namespace
+
+CollectorPlan unplanned(const AgentConfig& config) {
+  CollectorPlan out{{}, make_policy_plan(without_events(config.default_policy), {}, config.limits.max_group_size),
+                    config.limits, config.interval};
+  for (const auto& p : config.policies) out.policies.push_back(make_policy_plan(without_events(p), {}, config.limits.max_group_size));
+  return out;
+}
+
+Planner::Planner(HostRoot root, PerfBackend& perf, HostModel host, Done done)
+    : root_(std::move(root)), perf_(perf), host_(std::move(host)), done_(std::move(done)), thread_([this] { run(); }) {}
+
+Planner::~Planner() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Planner::request(AgentConfig config, uint64_t generation) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.emplace(std::move(config), generation);
+  }
+  wake_.notify_all();
+}
+
+void Planner::run() {
+  for (;;) {
+    std::pair<AgentConfig, uint64_t> job;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [&] { return stopping_ || pending_; });
+      if (stopping_) return;
+      job = std::move(*std::exchange(pending_, std::nullopt));
+    }
+    auto planned = plan(job.first);
+    if (!planned) return;
+    done_(std::move(*planned), job.second);
+  }
+}
+
+std::optional<CollectorPlan> Planner::plan(const AgentConfig& config) {
+  size_t unknown = 0;
+  for (const Policy* p : all_policies(config)) {
+    for (const auto& e : p->events) unknown += probed_.contains(key_of(e)) ? 0 : 1;
+  }
+  if (unknown > 0) log_info("probing " + std::to_string(unknown) + " event(s) in the background; /metrics serves meanwhile");
+  CollectorPlan out{{}, {}, config.limits, config.interval};
+  for (const Policy* policy : all_policies(config)) {
+    auto p = plan_policy(*policy, config.limits.max_group_size);
+    if (!p) return std::nullopt;
+    if (policy == &config.default_policy) {
+      out.default_policy = std::move(*p);
+    } else {
+      out.policies.push_back(std::move(*p));
+    }
+  }
+  return out;
+}
+
+std::optional<PolicyPlan> Planner::plan_policy(const Policy& policy, size_t max_group_size) {
+  std::vector<PlannedEvent> events;
+  for (const auto& event : policy.events) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return std::nullopt;
+    }
+    auto known = probed_.find(key_of(event));
+    if (known == probed_.end()) known = probed_.emplace(key_of(event), plan_event(root_, perf_, event, host_, builtin_quirks())).first;
+    events.push_back(known->second);
+  }
+  return make_policy_plan(policy, std::move(events), max_group_size);
+}
+
+}  // namespace kvmprof
