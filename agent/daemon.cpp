@@ -257,7 +257,7 @@ void Daemon::watch_config_file() {
   if (config_path_.empty() || Clock::now() - config_checked_at_ < kEvery) return;
   config_checked_at_ = Clock::now();
   int64_t mtime = mtime_of(config_path_);
-  if (mtime != 0 && mtime != config_mtime_) reload(quoted(config_path_) + " changed");
+  if (mtime != 0 && mtime != config_mtime_) reload(quote(config_path_) + " changed");
 }
 
 // Valid: planned off the loop, then applied (listen, metrics_path and libvirt.uri need a

@@ -145,7 +145,7 @@ void Collector::enforce_limits() {
   }
   effective_ = std::move(effective);
   if (!same_actions(actions, limit_actions_)) {
-    for (const auto& a : actions) log_warning("limit: policy " + quoted(a.policy) + " " + a.action + (a.event.empty() ? "" : " " + a.event));
+    for (const auto& a : actions) log_warning("limit: policy " + quote(a.policy) + " " + a.action + (a.event.empty() ? "" : " " + a.event));
   }
   limit_actions_ = std::move(actions);
   for (auto& [uuid, vm] : inventory_.vms()) inventory_.set_plan(vm, effective_.at(vm.policy));

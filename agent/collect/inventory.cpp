@@ -9,7 +9,7 @@
 namespace kvmprof {
 namespace {
 
-std::string vm_name(const DomainRecord& r) { return "VM " + quoted(r.name) + " (" + r.uuid + ")"; }
+std::string vm_name(const DomainRecord& r) { return "VM " + quote(r.name) + " (" + r.uuid + ")"; }
 
 }  // namespace
 
@@ -73,7 +73,7 @@ void Inventory::set_plan(VmEntry& vm, std::shared_ptr<const PolicyPlan> plan) {
   auto old = std::exchange(vm.plan, std::move(plan));
   if (!old) return;  // a new VM: its threads are announced with the plan
   if (!old->slots.empty() && old->key() != vm.plan->key()) {
-    log_info(vm_name(vm.record) + ": counters reopened for policy " + quoted(vm.plan->name));
+    log_info(vm_name(vm.record) + ": counters reopened for policy " + quote(vm.plan->name));
   }
   for (ThreadConsumer* c : consumers_) c->plan_changed(vm.record.uuid, vm.plan);
 }

@@ -25,7 +25,7 @@ bool parse_log_level(std::string_view text, LogLevel& level) {
   return false;
 }
 
-std::string quoted(std::string_view text) {
+std::string quote(std::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
     if (c == '"' || c == '\\') {

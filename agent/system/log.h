@@ -21,6 +21,6 @@ inline void log_debug(std::string_view m) { log(LogLevel::kDebug, m); }
 // An outside string (a VM name, a libvirt message, a path) for a log line: in double quotes,
 // with quotes, backslashes and control characters escaped, so it can never end the line or
 // forge another one. Valid UTF-8 stays readable.
-std::string quoted(std::string_view text);
+std::string quote(std::string_view text);
 
 }  // namespace kvmprof

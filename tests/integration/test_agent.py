@@ -4,8 +4,10 @@
 Usage: test_agent.py --agent PATH/kvmprof-agent. Needs root (exit 77 = skipped otherwise).
 """
 import os
+import socket
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -14,6 +16,7 @@ import harness as h
 INTERVAL = 1.0
 ODD_NAME = 'kvmprof-it "quoted" \\ Ünïcødé'
 PLAIN_NAME = "kvmprof-it-two-vcpus"
+FORGING_NAME = "kvmprof-it-x\nkvmprof-agent error: forged line"
 AGENT = None
 
 
@@ -170,6 +173,74 @@ class AgentAgainstRealVms(unittest.TestCase):
                    lambda: f'uuid="{self.two.uuid}"' not in self.agent.scrape_text(), timeout=2 * INTERVAL + 1)
         print(f"\n  series gone {time.monotonic() - start:.2f} s after virsh destroy")
         self.assertIn(self.odd.uuid, self.vm_uuids(self.agent.scrape()))
+
+
+class HostileNamesAndClients(unittest.TestCase):
+    """Outside input that tries to break the agent: a VM name that would forge a log line, and
+    HTTP clients that hold connections while Prometheus scrapes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="kvmprof-hostile-")
+        os.chmod(cls.tmp.name, 0o755)
+        h.libvirt_up()
+        cls.vm = h.Vm(cls.tmp.name, FORGING_NAME, vcpus=1)
+        cls.agent = h.Agent(AGENT, cls.tmp.name, interval=f"{int(INTERVAL * 1000)}ms")
+        h.wait_for("the VM", lambda: h.select(cls.agent.scrape(), "kvmprof_vm_info", uuid=cls.vm.uuid))
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.agent.stop()
+        cls.vm.destroy()
+        cls.tmp.cleanup()
+        assert code == 0, f"agent exited {code} on SIGTERM"
+
+    def test_a_vm_name_cannot_forge_a_log_line(self):
+        self.assertEqual(h.select(self.agent.scrape(), "kvmprof_vm_info", uuid=self.vm.uuid)[0][0]["domain"], FORGING_NAME)
+        log = self.agent.log_text()
+        self.assertIn('VM "kvmprof-it-x\\nkvmprof-agent error: forged line"', log)
+        self.assertFalse([line for line in log.splitlines() if line.startswith("kvmprof-agent error: forged")])
+
+    def test_prometheus_scrapes_while_hundreds_of_clients_hold_connections(self):
+        prom = h.Prometheus(self.tmp.name, self.agent.port)
+        stop = threading.Event()
+        held = []
+
+        def hostile():
+            for i in range(350):
+                s = socket.create_connection(("127.0.0.1", self.agent.port))
+                held.append(s)
+                if i % 7 == 0:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\n")  # a slowloris: never finishes its headers
+            while not stop.wait(0.5):
+                for s in held[::7]:
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        pass
+
+        worker = threading.Thread(target=hostile, daemon=True)
+        try:
+            h.wait_for("Prometheus scraping", lambda: prom.query('up{job="kvmprof"}') != [], timeout=60, step=0.5)
+            worker.start()
+            latencies = []
+            end = time.monotonic() + 20
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                self.agent.scrape_text()
+                latencies.append(time.monotonic() - t0)
+                time.sleep(0.2)
+            up = prom.query('min_over_time(up{job="kvmprof"}[20s])')
+            duration = prom.query('max_over_time(scrape_duration_seconds{job="kvmprof"}[20s])')
+            print(f"\n  {len(held)} hostile connections; our scrapes: max {max(latencies) * 1000:.1f} ms; "
+                  f"Prometheus: min up {up[0]['value'][1]}, max scrape {float(duration[0]['value'][1]) * 1000:.1f} ms")
+            self.assertEqual(up[0]["value"][1], "1")
+            self.assertLess(max(latencies), 1.0)
+        finally:
+            stop.set()
+            for s in held:
+                s.close()
+            prom.stop()
 
 
 def set_agent(path):

@@ -152,6 +152,15 @@ TEST(Collector, ManyStartsAndStopsLeakNoFds) {
   }
 }
 
+TEST(Collector, ReadsEachCounterGroupOncePerCycle) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {"task-clock", "cs", "page-faults"}));
+  collect(collector, {domain(2)});
+  const size_t before = vm.kernel.reads();
+  for (int i = 0; i < 5; ++i) collect(collector, {domain(2)});
+  EXPECT_EQ(vm.kernel.reads() - before, 5u * 2u);  // one software group per vCPU thread, one read() each
+}
+
 TEST(Collector, EmfileIsCountedThenRetriedWithBackoff) {
   QemuFixture qemu;
   FakeQemuThread cpu0("CPU 0/KVM");

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""The commands an operator runs first, on this machine: what they print, their exit codes, and
+how the agent starts, listens and stops. No VM is needed (libvirt may be down).
+
+Usage: test_cli.py --agent PATH/kvmprof-agent
+"""
+import argparse
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+AGENT = None
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(*args, timeout=10):
+    return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Started:
+    """The agent running in the background; its log in a file."""
+
+    def __init__(self, tmp, *args):
+        self.log_path = os.path.join(tmp, f"agent-{time.monotonic_ns()}.log")
+        self.log = open(self.log_path, "w")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([AGENT, *args], stderr=self.log)
+
+    def text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def port(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.text().splitlines():
+                if "serving http://" in line:
+                    return int(line.rsplit(":", 1)[1].split("/")[0])
+            time.sleep(0.02)
+        raise AssertionError("the agent did not start serving: " + self.text())
+
+    def stop(self):
+        """SIGTERM; returns (exit code, seconds until it exited)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=10)
+        self.log.close()
+        return code, time.monotonic() - t0
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="kvmprof-cli-")
+        self.config = os.path.join(self.tmp.name, "agent.yaml")
+        with open(self.config, "w") as f:
+            f.write("version: 1\nlisten: 127.0.0.1:0\ninterval: 1s\nevents: [task-clock]\n")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_explain_agrees_with_the_probe(self):
+        probe = json.loads(run("probe", "--json").stdout)
+        has_core_pmu = any(p["core"] for p in probe["pmus"])
+        out = run("explain", "cycles", "task-clock", "--config", self.config).stdout
+        cycles = out.split("task-clock  (guest:")[0]
+        if has_core_pmu:
+            self.assertNotIn("status:    unsupported", cycles)
+        else:
+            self.assertIn("status:    unsupported", cycles)
+            self.assertIn("no hardware PMU", cycles)
+        self.assertIn("task-clock  (guest: auto)\n  status:    ok", out)
+
+    def test_check_config_refuses_what_is_not_a_regular_file_without_blocking(self):
+        fifo = os.path.join(self.tmp.name, "fifo.yaml")
+        os.mkfifo(fifo)
+        link = os.path.join(self.tmp.name, "zero.yaml")
+        os.symlink("/dev/zero", link)
+        for path, kind in ((fifo, "a FIFO"), (link, "a character device"), (self.tmp.name, "a directory")):
+            result = run("check-config", path, timeout=5)
+            self.assertEqual(result.returncode, 2, path)
+            self.assertIn(f"{path}:1:1: cannot read: {path} is {kind}", result.stderr)
+
+    def test_check_config_without_a_file_says_so(self):
+        if os.path.exists("/etc/kvmprof/agent.yaml"):
+            self.skipTest("/etc/kvmprof/agent.yaml exists on this machine")
+        result = run("check-config")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("no FILE given and /etc/kvmprof/agent.yaml does not exist", result.stderr)
+        self.assertNotIn("ok", result.stdout)
+
+    def test_a_bad_listen_is_a_usage_error_everywhere(self):
+        result = run("--listen", "::1:9477", "--config", self.config)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("IPv6 addresses go in brackets", result.stderr)
+        bad = os.path.join(self.tmp.name, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write('version: 1\nlisten: "localhost:99999"\n')
+        for args in (("check-config", bad), ("--config", bad)):
+            result = run(*args)
+            self.assertEqual(result.returncode, 2, args)
+            self.assertIn(f"{bad}:2:9: 'listen' port must be a number from 0 to 65535", result.stderr)
+
+    def test_a_port_in_use_says_so(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = run("--listen", f"127.0.0.1:{port}", "--config", self.config)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("has this port", result.stderr)
+
+    def test_ipv6_head_and_unknown_paths(self):
+        agent = Started(self.tmp.name, "--listen", "[::1]:0", "--config", self.config)
+        try:
+            url = f"http://[::1]:{agent.port()}"
+            with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+                body = r.read().decode()
+                self.assertEqual(r.headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
+            self.assertIn("kvmprof_build_info", body)
+            with urllib.request.urlopen(urllib.request.Request(url + "/metrics", method="HEAD"), timeout=5) as r:
+                self.assertEqual(r.read(), b"")
+                self.assertEqual(int(r.headers["Content-Length"]), len(body.encode()))
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(url + "/nope", timeout=5)
+            self.assertEqual(e.exception.code, 404)
+        finally:
+            code, _ = agent.stop()
+        self.assertEqual(code, 0)
+
+    def test_the_systemd_unit_reloads_with_sighup_and_runs_without_a_config_file(self):
+        with open(os.path.join(TOP, "deploy", "kvmprof-agent.service")) as f:
+            unit = f.read()
+        lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+        self.assertEqual(lines["ExecStart"], "/usr/local/sbin/kvmprof-agent")  # the default file, or defaults
+        self.assertEqual(lines["ExecReload"], "/bin/kill -HUP $MAINPID")
+        self.assertNotIn("ExecStartPre", lines)
+        if subprocess.run(["which", "systemd-analyze"], capture_output=True).returncode == 0:
+            copy = os.path.join(self.tmp.name, "kvmprof-agent.service")
+            with open(copy, "w") as f:
+                f.write(unit.replace("/usr/local/sbin/kvmprof-agent", AGENT))
+            result = subprocess.run(["systemd-analyze", "verify", copy], capture_output=True, text=True)
+            self.assertEqual(result.returncode, 0, result.stderr)
+        if os.path.exists("/etc/kvmprof/agent.yaml"):
+            self.skipTest("/etc/kvmprof/agent.yaml exists on this machine")
+        agent = Started(self.tmp.name, "--listen", "127.0.0.1:0")  # ExecStart, on a free port
+        try:
+            agent.port()
+            self.assertIn("no /etc/kvmprof/agent.yaml; using built-in defaults", agent.text())
+            agent.proc.send_signal(signal.SIGHUP)  # systemctl reload
+            deadline = time.monotonic() + 5
+            while "no config file to reload" not in agent.text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertIn("SIGHUP: running on built-in defaults; there is no config file to reload", agent.text())
+            self.assertIsNone(agent.proc.poll())
+        finally:
+            code, _ = agent.stop()
+        self.assertEqual(code, 0)
+
+    def test_serves_at_once_and_stops_within_2_s_while_probing_many_tracepoints(self):
+        ids = sorted(glob.glob("/sys/kernel/tracing/events/*/*/id"))
+        if os.geteuid() != 0 or len(ids) < 300:
+            self.skipTest("needs root and tracefs with 300 tracepoints")
+        names = [p.split("/")[-3] + ":" + p.split("/")[-2] for p in ids][:300]
+        with open(self.config, "w") as f:
+            f.write("version: 1\nlisten: 127.0.0.1:0\ninterval: 1s\nevents: [" +
+                    ", ".join(f'"{n}"' for n in names) + "]\n")
+        agent = Started(self.tmp.name, "--config", self.config)
+        port = agent.port()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            self.assertIn("kvmprof_vms", r.read().decode())
+        serving_after = time.monotonic() - agent.started
+        time.sleep(2)  # well inside probing: 300 tracepoints take > 10 s here
+        probed = agent.text().count(": ok, counts all")
+        self.assertNotIn("applied", agent.text())
+        code, took = agent.stop()
+        print(f"\n  serving {serving_after:.2f} s after start; {probed} of 300 probed after 2 s; "
+              f"SIGTERM took {took:.2f} s")
+        self.assertLess(serving_after, 1.5)
+        self.assertLess(took, 2.0)
+        self.assertEqual(code, 0)
+        events = [line for line in agent.text().splitlines() if ": ok, counts all" in line]
+        self.assertEqual(len(events), len(set(events)), "an event was probed twice")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agent", required=True)
+    args, rest = parser.parse_known_args()
+    AGENT = os.path.abspath(args.agent)
+    sys.exit(0 if unittest.main(argv=[sys.argv[0], "-v"] + rest, exit=False).result.wasSuccessful() else 1)
