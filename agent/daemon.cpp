@@ -80,12 +80,20 @@ Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hyper
 Daemon::~Daemon() = default;
 
 int Daemon::run() {
+  int code = kExitFailure;
   try {
-    return serve();
+    code = serve();
   } catch (const std::exception& e) {
     log_error(std::string("internal error, stopping: ") + e.what());
-    return kExitFailure;
   }
+  stop_threads();  // on every path: a libvirt thread stuck in a call must be known as abandoned
+  log_info("stopped");
+  return code;
+}
+
+void Daemon::stop_threads() {
+  planner_.reset();  // stops between two events
+  if (discovery_) libvirt_abandoned_ = !discovery_->stop(Discovery::kStopWait);
 }
 
 int Daemon::serve() {
@@ -110,9 +118,6 @@ int Daemon::serve() {
   start_threads();
   arm_cycle(Clock::duration::zero());
   io_.run();
-  planner_.reset();  // stops between two events
-  libvirt_abandoned_ = !discovery_->stop(Discovery::kStopWait);
-  log_info("stopped");
   return kExitOk;
 }
 

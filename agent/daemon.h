@@ -47,6 +47,7 @@ class Daemon {
   int serve();
   Result<bool> start_http();
   void start_threads();
+  void stop_threads();
   void arm_cycle(Clock::duration delay);
   void cycle();
   bool libvirt_live() const { return libvirt_answered_ && !libvirt_stuck_; }

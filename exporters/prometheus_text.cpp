@@ -65,7 +65,7 @@ struct VmFamilies {
 void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
   Labels labels = with(vm, "vcpu", std::to_string(vcpu.index));
   for (const auto& m : vcpu.cpu) add(f.cpu, with(labels, "mode", m.mode), m.seconds);
-  add(f.wait, labels, vcpu.wait_seconds);
+  if (vcpu.wait_seconds) add(f.wait, labels, *vcpu.wait_seconds);
   for (const auto& [reason, count] : vcpu.exits) {
     add(f.exits, with(labels, "reason", reason), static_cast<double>(count));
   }

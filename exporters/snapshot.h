@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,7 +29,7 @@ struct EventValue {
 struct VcpuSample {
   unsigned index = 0;
   std::vector<ModeValue> cpu;  // either the split modes or "all", never both
-  double wait_seconds = 0;
+  std::optional<double> wait_seconds;  // absent until its thread's schedstat was read
   std::map<std::string, uint64_t> exits;  // reason -> count; empty if no live source
   std::vector<EventValue> events;
 };
@@ -47,7 +48,7 @@ struct VmSample {
 inline VcpuSample& vcpu_sample(VmSample& vm, unsigned index) {
   auto it = std::lower_bound(vm.vcpus.begin(), vm.vcpus.end(), index,
                              [](const VcpuSample& v, unsigned i) { return v.index < i; });
-  if (it == vm.vcpus.end() || it->index != index) it = vm.vcpus.insert(it, VcpuSample{index, {}, 0, {}, {}});
+  if (it == vm.vcpus.end() || it->index != index) it = vm.vcpus.insert(it, VcpuSample{index, {}, {}, {}, {}});
   return *it;
 }
 

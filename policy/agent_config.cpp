@@ -374,33 +374,6 @@ milliseconds parse_duration(std::string_view text) {
   return milliseconds(value * unit->second);
 }
 
-bool glob_match(std::string_view pattern, std::string_view text) {
-  if (pattern.empty()) return text.empty();
-  char c = pattern.front();
-  if (c == '*') return glob_match(pattern.substr(1), text) || (!text.empty() && glob_match(pattern, text.substr(1)));
-  if (text.empty()) return false;
-  if (c == '?') return glob_match(pattern.substr(1), text.substr(1));
-  if (c == '[') {
-    size_t close = pattern.find(']', 2);
-    if (close != std::string_view::npos) {
-      std::string_view set = pattern.substr(1, close - 1);
-      bool negate = set.starts_with('!');
-      if (negate) set.remove_prefix(1);
-      bool in = false;
-      for (size_t i = 0; i < set.size(); ++i) {
-        if (i + 2 < set.size() && set[i + 1] == '-') {
-          in = in || (text.front() >= set[i] && text.front() <= set[i + 2]);
-          i += 2;
-        } else {
-          in = in || text.front() == set[i];
-        }
-      }
-      return in != negate && glob_match(pattern.substr(close + 1), text.substr(1));
-    }
-  }
-  return c == text.front() && glob_match(pattern.substr(1), text.substr(1));
-}
-
 std::optional<GuestMode> parse_guest_mode(std::string_view text) {
   if (text == "auto") return GuestMode::kAuto;
   if (text == "include") return GuestMode::kInclude;

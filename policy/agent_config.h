@@ -93,9 +93,6 @@ std::vector<PolicyEvent> default_events();
 // "5s", "250ms", "2m" -> milliseconds; 0 on error.
 std::chrono::milliseconds parse_duration(std::string_view text);
 
-// Shell-style glob: * ? and [abc] / [a-z] / [!a].
-bool glob_match(std::string_view pattern, std::string_view text);
-
 std::optional<GuestMode> parse_guest_mode(std::string_view text);
 std::string_view to_string(GuestMode mode);
 

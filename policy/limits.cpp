@@ -42,19 +42,18 @@ std::vector<size_t> degrade_order(const std::vector<PolicyDemand>& demands) {
 // host stays within 90% of its limits.
 void restore(State& s, const std::vector<size_t>& order) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const PolicyDemand& d = s.demands[*it];
     PolicyAllowance& a = s.allowed[*it];
-    while (a.events < d.counters.size()) {
-      ++a.events;
+    while (a.dropped > 0) {
+      --a.dropped;
       if (!s.within(kRestoreBelow)) {
-        --a.events;
+        ++a.dropped;
         return;
       }
     }
-    if (a.per_vm && !d.per_vm) {
-      a.per_vm = false;
+    if (a.forced_per_vm) {
+      a.forced_per_vm = false;
       if (!s.within(kRestoreBelow)) {
-        a.per_vm = true;
+        a.forced_per_vm = true;
         return;
       }
     }
@@ -64,12 +63,14 @@ void restore(State& s, const std::vector<size_t>& order) {
 void degrade(State& s, const std::vector<size_t>& order) {
   for (size_t i : order) {
     if (s.limits.max_series == 0 || s.series() <= s.limits.max_series) break;
-    if (s.demands[i].vcpus > 0) s.allowed[i].per_vm = true;
+    const PolicyDemand& d = s.demands[i];
+    if (d.vcpus > 0 && !d.per_vm) s.allowed[i].forced_per_vm = true;
   }
   for (size_t i : order) {
-    while (s.limits.max_counters > 0 && s.counters() > s.limits.max_counters && s.demands[i].vcpus > 0 &&
-           s.allowed[i].events > 0) {
-      --s.allowed[i].events;
+    const PolicyDemand& d = s.demands[i];
+    while (s.limits.max_counters > 0 && s.counters() > s.limits.max_counters && d.vcpus > 0 &&
+           s.allowed[i].kept(d) > 0) {
+      ++s.allowed[i].dropped;
     }
   }
 }
@@ -77,23 +78,22 @@ void degrade(State& s, const std::vector<size_t>& order) {
 }  // namespace
 
 size_t open_counters(const PolicyDemand& d, const PolicyAllowance& a) {
-  size_t n = std::accumulate(d.counters.begin(), d.counters.begin() + static_cast<long>(std::min(a.events, d.counters.size())), size_t{0});
+  size_t n = std::accumulate(d.counters.begin(), d.counters.begin() + static_cast<long>(a.kept(d)), size_t{0});
   return n * d.vcpus;
 }
 
 size_t estimated_series(const PolicyDemand& d, const PolicyAllowance& a) {
-  size_t per_counter = a.per_vm ? d.vms : d.vcpus * 3;
+  size_t per_counter = a.per_vm(d) ? d.vms : d.vcpus * 3;
   return d.vcpus * kSeriesPerVcpu + per_counter * (d.vcpus ? open_counters(d, a) / d.vcpus : 0);
 }
 
 LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits& limits, const LimitOutcome& previous) {
   State s{demands, limits, {}};
-  for (const auto& d : demands) {
-    PolicyAllowance a{d.per_vm, d.counters.size()};
-    if (auto p = previous.find(d.name); p != previous.end()) {  // degradations in force stay for now
-      a.per_vm = a.per_vm || p->second.per_vm;
-      a.events = std::min(a.events, p->second.events);
-    }
+  for (const auto& d : demands) {  // what the limits took before stays taken for now
+    auto p = previous.find(d.name);
+    PolicyAllowance a = p == previous.end() ? PolicyAllowance{} : p->second;
+    a.forced_per_vm = a.forced_per_vm && !d.per_vm;
+    a.dropped = std::min(a.dropped, d.counters.size());
     s.allowed.push_back(a);
   }
   auto order = degrade_order(demands);

@@ -7,6 +7,7 @@
 // Hysteresis: a degradation in force is undone only when the host stays at or below 90% of
 // every limit without it, so VMs starting and stopping around a limit do not open and close
 // counters, or move series between per-vCPU and per-VM, on every change.
+#include <algorithm>
 #include <cstddef>
 #include <map>
 #include <string>
@@ -25,9 +26,14 @@ struct PolicyDemand {
   size_t vms = 0;
 };
 
+// What the limits took from a policy: the state that hysteresis keeps. A policy that never hit
+// a limit has nothing taken, whatever its events (also before they are planned).
 struct PolicyAllowance {
-  bool per_vm = false;  // aggregated per VM (as configured, or forced by max_series)
-  size_t events = 0;    // counted events kept, from the front of its list
+  bool forced_per_vm = false;  // aggregated per VM although configured per vCPU (max_series)
+  size_t dropped = 0;          // counted events taken from the end of its list (max_counters)
+
+  bool per_vm(const PolicyDemand& d) const { return d.per_vm || forced_per_vm; }
+  size_t kept(const PolicyDemand& d) const { return d.counters.size() - std::min(dropped, d.counters.size()); }
 };
 
 using LimitOutcome = std::map<std::string, PolicyAllowance>;  // by policy name

@@ -1,24 +1,89 @@
 #include "policy/policy_select.h"
 
 #include <algorithm>
-#include <regex>
 
 namespace kvmprof {
 namespace {
 
-std::string regex_escape(const std::string& s) {
-  static const std::regex special(R"([.^$|()\[\]{}*+?\\])");
-  return std::regex_replace(s, special, R"(\$&)");
+constexpr std::string_view kSpace = " \t\r\n";
+
+std::string_view trim(std::string_view s) {
+  size_t b = s.find_first_not_of(kSpace);
+  return b == std::string_view::npos ? std::string_view() : s.substr(b, s.find_last_not_of(kSpace) - b + 1);
 }
 
-// True when the element XML holds <key>value</key>, with or without a namespace prefix.
-bool xml_has(const std::string& xml, const std::string& key, const std::string& value) {
-  std::regex pattern("<([A-Za-z_][\\w.-]*:)?" + regex_escape(key) + "(\\s[^>]*)?>\\s*" + regex_escape(value) +
-                     "\\s*</([A-Za-z_][\\w.-]*:)?" + regex_escape(key) + "\\s*>");
-  return std::regex_search(xml, pattern);
+// A tag name without its namespace prefix: "k:level" -> "level".
+std::string_view local_name(std::string_view tag) {
+  size_t colon = tag.find(':');
+  return colon == std::string_view::npos ? tag : tag.substr(colon + 1);
+}
+
+// True when the element XML (libvirt's, so outside input) holds <key>value</key>, with or
+// without a namespace prefix or attributes, whitespace around the value ignored. One pass over
+// the text: no regex, whose recursion a large element could take past the stack.
+bool xml_has(std::string_view xml, std::string_view key, std::string_view value) {
+  for (size_t open = xml.find('<'); open != std::string_view::npos; open = xml.find('<', open + 1)) {
+    size_t name_end = xml.find_first_of(" \t\r\n/>", open + 1);
+    if (name_end == std::string_view::npos) return false;
+    if (local_name(xml.substr(open + 1, name_end - open - 1)) != key) continue;
+    size_t gt = xml.find('>', name_end);
+    size_t close = gt == std::string_view::npos ? gt : xml.find("</", gt);
+    size_t close_gt = close == std::string_view::npos ? close : xml.find('>', close);
+    if (close_gt == std::string_view::npos) return false;
+    if (xml[gt - 1] != '/' && trim(xml.substr(gt + 1, close - gt - 1)) == value &&
+        local_name(trim(xml.substr(close + 2, close_gt - close - 2))) == key) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Whether the pattern element at p[i] ('?', a [set] or a literal) matches c; `next` is where the
+// element ends. A '[' without its ']' is a literal.
+bool element_matches(std::string_view p, size_t i, char c, size_t& next) {
+  next = i + 1;
+  if (p[i] == '?') return true;
+  size_t close = p[i] == '[' ? p.find(']', i + 2) : std::string_view::npos;
+  if (close == std::string_view::npos) return p[i] == c;
+  std::string_view set = p.substr(i + 1, close - i - 1);
+  next = close + 1;
+  bool negate = set.starts_with('!');
+  if (negate) set.remove_prefix(1);
+  bool in = false;
+  for (size_t k = 0; k < set.size(); ++k) {
+    if (k + 2 < set.size() && set[k + 1] == '-') {
+      in = in || (c >= set[k] && c <= set[k + 2]);
+      k += 2;
+    } else {
+      in = in || c == set[k];
+    }
+  }
+  return in != negate;
 }
 
 }  // namespace
+
+// Greedy with one backtrack point: the last '*' seen takes one more character on a mismatch.
+bool glob_match(std::string_view pattern, std::string_view text) {
+  size_t p = 0, t = 0, star = std::string_view::npos, star_text = 0;
+  while (t < text.size()) {
+    size_t next = 0;
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      star_text = t;
+    } else if (p < pattern.size() && element_matches(pattern, p, text[t], next)) {
+      p = next;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++star_text;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
 
 bool selector_matches(const Selector& s, const DomainFacts& d) {
   if (s.domain && !glob_match(*s.domain, d.name)) return false;

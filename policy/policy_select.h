@@ -18,6 +18,10 @@ struct DomainFacts {
 
 bool selector_matches(const Selector& selector, const DomainFacts& domain);
 
+// Shell-style glob: * ? and [abc] / [a-z] / [!a]. Linear in the text for each '*' (no
+// exponential backtracking, whatever the pattern and the VM name).
+bool glob_match(std::string_view pattern, std::string_view text);
+
 // Index of the first of `policies` (anything with a `match` Selector: the config's policies,
 // the agent's plans of them) whose selectors hold, or policies.size() for the default policy.
 template <class P>

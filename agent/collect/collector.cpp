@@ -11,7 +11,7 @@
 namespace kvmprof {
 namespace {
 
-constexpr uint64_t kRescanEvery = 10;  // cycles between full thread reconciles
+constexpr int kReconcileEvery = 10;  // a VM's intervals between full reconciles of its threads
 
 double now_seconds() {
   using namespace std::chrono;
@@ -30,9 +30,10 @@ int read_paranoid(const HostRoot& root) {
   return value;
 }
 
-// What the kernel's refusal of a VM's counters means, and what to do about it.
-std::string refusal_reason(int err, size_t threads, int paranoid) {
-  std::string what = "perf_event_open refused " + errno_name(err) + " on " + std::to_string(threads) + " vCPU thread(s)";
+// What the kernel's refusal of a VM's counters means, and what to do about it. No counts in it:
+// it is a label value and a log line that must not change with every VM that starts.
+std::string refusal_reason(int err, int paranoid) {
+  std::string what = "perf_event_open refused " + errno_name(err) + " on the vCPU threads";
   if (err == EACCES || err == EPERM) {
     return what + ": the agent needs CAP_PERFMON (or CAP_SYS_ADMIN) and ptrace access to the QEMU threads "
                   "(CAP_SYS_PTRACE, or root); perf_event_paranoid is " + std::to_string(paranoid) +
@@ -51,25 +52,24 @@ std::vector<size_t> counters_per_event(const PolicyPlan& plan) {
   return out;
 }
 
-// The plan as a host limit allows it: aggregated per VM, and only its first `events` counted events.
-PolicyPlan limited(const PolicyPlan& plan, const PolicyAllowance& allowed, size_t max_group_size) {
+// The plan as the host limits allow it: aggregated per VM, and only its first `keep` counted events.
+PolicyPlan limited(const PolicyPlan& plan, bool per_vm, size_t keep, size_t max_group_size) {
   std::vector<PlannedEvent> events;
-  size_t keep = allowed.events;
   for (const auto& e : plan.events) {
     if (!e.counters.empty() && keep-- == 0) break;
     events.push_back(e);
   }
-  Policy policy{plan.name, plan.match, {}, allowed.per_vm ? Aggregation::kPerVm : Aggregation::kPerVcpu,
+  Policy policy{plan.name, plan.match, {}, per_vm ? Aggregation::kPerVm : Aggregation::kPerVcpu,
                 plan.interval, plan.priority, {}};
   return make_policy_plan(policy, std::move(events), max_group_size);
 }
 
-std::vector<LimitAction> actions_of(const PolicyPlan& plan, const PolicyAllowance& allowed) {
+std::vector<LimitAction> actions_of(const PolicyPlan& plan, bool forced_per_vm, size_t keep) {
   std::vector<LimitAction> out;
-  if (allowed.per_vm && plan.aggregation != Aggregation::kPerVm) out.push_back({plan.name, "per_vm", ""});
+  if (forced_per_vm) out.push_back({plan.name, "per_vm", ""});
   size_t counted = 0;
   for (const auto& e : plan.events) {
-    if (!e.counters.empty() && counted++ >= allowed.events) out.push_back({plan.name, "dropped", e.event});
+    if (!e.counters.empty() && counted++ >= keep) out.push_back({plan.name, "dropped", e.event});
   }
   return out;
 }
@@ -92,7 +92,7 @@ Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
     : root_(std::move(root)),
       ns_per_tick_(ns_per_tick()),
       paranoid_(read_paranoid(root_)),
-      inventory_(root_),
+      inventory_(root_, read_errors_),
       cpu_(root_, ns_per_tick_, read_errors_),
       counters_(perf, open_errors_, read_errors_) {
   inventory_.add_consumer(cpu_);
@@ -133,14 +133,18 @@ void Collector::enforce_limits() {
   limits_ = apply_limits(demands, config_.limits, limits_);
   std::vector<LimitAction> actions;
   std::map<std::string, std::shared_ptr<const PolicyPlan>> effective;
-  for (const PolicyPlan* p : plans()) {
+  const auto configured = plans();  // parallel to demands
+  for (size_t i = 0; i < demands.size(); ++i) {
+    const PolicyPlan* p = configured[i];
     const PolicyAllowance& allowed = limits_.at(p->name);
-    auto next = std::make_shared<const PolicyPlan>(limited(*p, allowed, config_.limits.max_group_size));
+    const bool per_vm = allowed.per_vm(demands[i]);
+    const size_t keep = allowed.kept(demands[i]);
+    auto next = std::make_shared<const PolicyPlan>(limited(*p, per_vm, keep, config_.limits.max_group_size));
     auto current = effective_.find(p->name);
     bool same = current != effective_.end() && current->second->key() == next->key() &&
                 current->second->aggregation == next->aggregation && current->second->interval == next->interval;
     effective[p->name] = same ? current->second : next;
-    auto more = actions_of(*p, allowed);
+    auto more = actions_of(*p, allowed.forced_per_vm, keep);
     actions.insert(actions.end(), more.begin(), more.end());
   }
   effective_ = std::move(effective);
@@ -153,10 +157,9 @@ void Collector::enforce_limits() {
 
 Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt_live, Clock::time_point now) {
   if (fresh && inventory_.sync(*fresh, [this](const DomainRecord& r) { return policy_of(r); })) enforce_limits();
-  const bool reconcile = cycles_++ % kRescanEvery == 0;
   std::vector<std::string> uuids;
   for (const auto& [uuid, vm] : inventory_.vms()) uuids.push_back(uuid);
-  for (const auto& uuid : uuids) read(uuid, now, reconcile);
+  for (const auto& uuid : uuids) read(uuid, now);
   auto health = counters_.health();
   Snapshot snap;
   snap.sources = sources(libvirt_live, health);
@@ -179,13 +182,15 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
 
 // A VM due for reading (per its policy's interval): its threads where needed, then procfs and
 // counters once each. Threads procfs finds exited leave through the inventory.
-void Collector::read(const std::string& uuid, Clock::time_point now, bool reconcile) {
-  auto it = inventory_.vms().find(uuid);
-  VmEntry& vm = it->second;
+void Collector::read(const std::string& uuid, Clock::time_point now) {
+  VmEntry& vm = inventory_.vms().at(uuid);
   if (now < vm.next_read) return;  // its policy reads it less often; the last values stand
-  vm.next_read = now + vm.plan->interval.value_or(config_.interval) - config_.cycle() / 2;
+  const auto interval = vm.plan->interval.value_or(config_.interval);
+  vm.next_read = now + interval - config_.cycle() / 2;
+  const bool reconcile = now >= vm.next_reconcile;
+  if (reconcile) vm.next_reconcile = now + kReconcileEvery * interval;
   if (!inventory_.refresh(vm, now, reconcile)) return;  // its process exited: it left
-  if (!inventory_.threads_exited(vm, cpu_.read(uuid))) return;
+  if (!inventory_.threads_exited(vm, cpu_.read(uuid, now))) return;
   counters_.read(uuid, now);
 }
 
@@ -195,13 +200,15 @@ VmSample Collector::sample(const VmEntry& vm, bool libvirt_live, const std::set<
   counters_.fill(vm.record.uuid, out, live);
   if (!libvirt_live) return out;  // not live, no series: the last exit counts are not shown as current
   for (auto& vcpu : out.vcpus) {
-    if (auto exits = vm.record.exits.find(vcpu.index); exits != vm.record.exits.end()) vcpu.exits = exits->second;
+    auto exits = vm.exits.find(vcpu.index);
+    if (exits == vm.exits.end()) continue;
+    for (const auto& [reason, count] : exits->second) vcpu.exits[reason] = count.total;
   }
   return out;
 }
 
 std::vector<SourceStatus> Collector::sources(bool libvirt_live, const std::map<std::string, EventHealth>& health) {
-  bool exits = std::any_of(inventory_.vms().begin(), inventory_.vms().end(), [](const auto& v) { return !v.second.record.exits.empty(); });
+  bool exits = std::any_of(inventory_.vms().begin(), inventory_.vms().end(), [](const auto& v) { return !v.second.exits.empty(); });
   std::vector<SourceStatus> out;
   out.push_back({"libvirt_vcpu_exits", libvirt_live && exits,
                  libvirt_live ? "libvirt reports no vcpu.N.exits (needs QEMU query-stats)" : "libvirt is not answering"});
@@ -213,12 +220,16 @@ std::vector<SourceStatus> Collector::sources(bool libvirt_live, const std::map<s
   for (const auto& [event, h] : health) {
     if (h.counted) tracepoints_fired_.insert(event);
   }
-  std::set<std::string> seen;
+  std::map<std::string, const PlannedEvent*> events;  // per event, a plan that counts it if any does
+  std::vector<std::string> order;
   for (const PolicyPlan* plan : plans()) {
     for (const auto& e : plan->events) {
-      if (seen.insert(e.event).second) out.push_back(event_source(e, health));
+      auto [it, added] = events.try_emplace(e.event, &e);
+      if (added) order.push_back(e.event);
+      if (it->second->counters.empty() && !e.counters.empty()) it->second = &e;
     }
   }
+  for (const auto& event : order) out.push_back(event_source(*events.at(event), health));
   return out;
 }
 
@@ -228,14 +239,16 @@ SourceStatus Collector::event_source(const PlannedEvent& e, const std::map<std::
   const std::string source = "perf:" + e.event;
   if (e.counters.empty()) return {source, false, e.reason};
   auto h = health.find(e.event);
-  if (h == health.end() || (h->second.open == 0 && h->second.refused == 0)) {
+  if (h == health.end() || (h->second.open == 0 && h->second.refused == 0 && h->second.read_failed == 0)) {
     bool limited = std::any_of(limit_actions_.begin(), limit_actions_.end(), [&](const auto& a) { return a.event == e.event; });
     return {source, false, limited ? "not counted: a host limit dropped it (kvmprof_limit_action_info)" : kNoVcpuThreads};
   }
-  if (h->second.open == 0) return {source, false, refusal_reason(h->second.last_errno, h->second.refused, paranoid_)};
+  if (h->second.open == 0 && h->second.refused > 0) return {source, false, refusal_reason(h->second.last_errno, paranoid_)};
+  if (h->second.open == 0) {
+    return {source, false, "reads of its counters fail (" + errno_name(h->second.last_errno) + "); counted in kvmprof_read_errors_total"};
+  }
   if (e.tracepoint && !tracepoints_fired_.contains(e.event)) {
-    return {source, false, "open on " + std::to_string(h->second.open) +
-                               " vCPU thread(s), but none has hit it yet (on nested KVM kvm:kvm_exit never fires)"};
+    return {source, false, "open, but no vCPU thread has hit it yet (on nested KVM kvm:kvm_exit never fires)"};
   }
   return {source, true, ""};
 }
@@ -253,9 +266,9 @@ void Collector::add_event_info(Snapshot& snap, const std::map<std::string, Sourc
         info.reason = s.reason;
       }
       snap.event_info.push_back(std::move(info));
-      for (const auto& step : p.fallbacks) ++snap.open_fallbacks[{p.event, step}];
     }
   }
+  snap.open_fallbacks = config_.open_fallbacks;
 }
 
 }  // namespace kvmprof

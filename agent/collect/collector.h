@@ -29,6 +29,7 @@ struct CollectorPlan {
   PolicyPlan default_policy;
   Limits limits;
   std::chrono::milliseconds interval{5000};  // for policies without their own
+  ErrorCounts open_fallbacks;  // (event, ladder step) over every probe the agent made: never goes down
 
   // How often collect() must run so every policy is read on time.
   std::chrono::milliseconds cycle() const;
@@ -55,7 +56,7 @@ class Collector {
   std::vector<const PolicyPlan*> plans() const;
   std::string policy_of(const DomainRecord& record) const;
   void enforce_limits();
-  void read(const std::string& uuid, Clock::time_point now, bool reconcile);
+  void read(const std::string& uuid, Clock::time_point now);
   VmSample sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const;
   std::vector<SourceStatus> sources(bool libvirt_live, const std::map<std::string, EventHealth>& health);
   SourceStatus event_source(const PlannedEvent& event, const std::map<std::string, EventHealth>& health) const;
@@ -74,7 +75,6 @@ class Collector {
   LimitOutcome limits_;
   std::vector<LimitAction> limit_actions_;
   std::set<std::string> tracepoints_fired_;  // tracepoints some vCPU thread has hit
-  uint64_t cycles_ = 0;
 };
 
 }  // namespace kvmprof

@@ -69,16 +69,26 @@ void CounterGroups::read(const std::string& uuid, Clock::time_point now) {
 }
 
 // Reads the thread's open groups (opening refused ones again first when `reopen_at` is given
-// and their backoff is over) and adds the deltas to its vCPU's totals.
+// and their backoff is over) and adds the deltas to its vCPU's totals. All or nothing: when one
+// group fails to read, nothing is added and the next read covers both intervals (else a hybrid
+// event would be extrapolated from one core type now and catch up on the other later).
 void CounterGroups::read_thread(Vm& vm, Thread& thread, std::optional<Clock::time_point> reopen_at) {
-  std::map<Key, Pending> pending;
+  std::vector<std::pair<Group*, GroupReading>> readings;
+  bool failed = false;
   for (auto& group : thread.groups) {
     if (!group.counters && reopen_at && group.retry.due(*reopen_at)) open_group(*vm.plan, thread, group, *reopen_at);
-    if (group.counters) take(*vm.plan, group, pending);
+    if (!group.counters) continue;
+    auto reading = group.counters->read(perf_);
+    group.read_errno = reading.ok() ? 0 : reading.error().err ? reading.error().err : EBADMSG;
+    if (!reading.ok()) count_error(read_errors_, "perf", reading.error());
+    failed = failed || !reading.ok();
+    if (reading.ok()) readings.emplace_back(&group, std::move(*reading));
   }
-  auto& totals = vm.vcpus[thread.vcpu];
+  if (failed) return;
+  std::map<Key, Pending> pending;
+  for (auto& [group, reading] : readings) take(*vm.plan, *group, reading, pending);
   for (const auto& [key, p] : pending) {
-    Totals& t = totals[key];
+    Totals& t = vm.vcpus[thread.vcpu][key];
     t.value += scaled_delta(p.raw, p.enabled, p.running);
     t.enabled_ns += p.enabled;
     t.running_ns += std::min(p.running, p.enabled);
@@ -101,24 +111,18 @@ void CounterGroups::open_group(const PolicyPlan& plan, Thread& thread, Group& gr
 
 // One read of the group: each member's growth since the last read joins its (event, mode),
 // with the group's enabled and running growth.
-void CounterGroups::take(const PolicyPlan& plan, Group& group, std::map<Key, Pending>& pending) {
-  auto reading = group.counters->read(perf_);
-  group.read_failed = !reading.ok();
-  if (!reading.ok()) {
-    count_read_error(read_errors_, "perf", reading.error());
-    return;
-  }
-  const uint64_t enabled = grown(reading->enabled_ns, group.enabled), running = grown(reading->running_ns, group.running);
+void CounterGroups::take(const PolicyPlan& plan, Group& group, const GroupReading& reading, std::map<Key, Pending>& pending) {
+  const uint64_t enabled = grown(reading.enabled_ns, group.enabled), running = grown(reading.running_ns, group.running);
   for (size_t slot : group.slots) {
-    if (!reading->raw[slot]) continue;
+    if (!reading.raw[slot]) continue;
     Pending& p = pending[{plan.slots[slot].name, plan.slots[slot].mode}];
-    p.raw += grown(*reading->raw[slot], group.raw[slot]);
+    p.raw += grown(*reading.raw[slot], group.raw[slot]);
     p.enabled = std::max(p.enabled, enabled);
     p.running += running;
-    group.raw[slot] = *reading->raw[slot];
+    group.raw[slot] = *reading.raw[slot];
   }
-  group.enabled = reading->enabled_ns;
-  group.running = reading->running_ns;
+  group.enabled = reading.enabled_ns;
+  group.running = reading.running_ns;
 }
 
 void CounterGroups::fill(const std::string& uuid, VmSample& out, const std::set<std::string>& live) const {
@@ -152,32 +156,45 @@ void CounterGroups::fill(const std::string& uuid, VmSample& out, const std::set<
   for (unsigned index : running) {
     auto totals = vm.vcpus.find(index);
     if (totals == vm.vcpus.end()) continue;
-    VcpuSample& sample = vcpu_sample(out, index);
     for (const Key& key : keys) {
       auto t = totals->second.find(key);
-      if (t != totals->second.end() && t->second.running_ns > 0) sample.events.push_back(value(key, t->second));
+      if (t != totals->second.end() && t->second.running_ns > 0) vcpu_sample(out, index).events.push_back(value(key, t->second));
     }
   }
 }
 
+// Open and read beats open but failing to read, which beats refused.
+int CounterGroups::rank(const Group& g) {
+  if (!g.counters) return 0;
+  return g.read_errno ? 1 : 2;
+}
+
+void CounterGroups::add_health(EventHealth& h, const Group& g) {
+  if (g.counters && g.read_errno == 0) {
+    ++h.open;
+  } else if (g.counters) {
+    ++h.read_failed;
+    h.last_errno = g.read_errno;
+  } else {
+    ++h.refused;
+    if (g.err) h.last_errno = g.err;
+  }
+}
+
+// What happened to each event's counters on each vCPU thread followed now: open and read,
+// refused by the kernel, or open but failing to read.
 std::map<std::string, EventHealth> CounterGroups::health() const {
   std::map<std::string, EventHealth> out;
   for (const auto& [uuid, vm] : vms_) {
     for (const auto& [tid, thread] : vm.threads) {
-      std::map<std::string, std::pair<bool, int>> events;  // event -> (open and read on this thread, refusal errno)
+      std::map<std::string, const Group*> best;  // per event, its best group on this thread
       for (const auto& group : thread.groups) {
         for (size_t slot : group.slots) {
-          auto& [open, err] = events[vm.plan->slots[slot].name];
-          open = open || (group.counters && !group.read_failed);
-          err = group.counters ? err : group.err;
+          const Group*& b = best[vm.plan->slots[slot].name];
+          if (!b || rank(group) > rank(*b)) b = &group;
         }
       }
-      for (const auto& [event, state] : events) {
-        EventHealth& h = out[event];
-        h.open += state.first ? 1 : 0;
-        h.refused += !state.first && state.second ? 1 : 0;
-        if (!state.first && state.second) h.last_errno = state.second;
-      }
+      for (const auto& [event, group] : best) add_health(out[event], *group);
     }
     for (const auto& [index, totals] : vm.vcpus) {
       for (const auto& [key, t] : totals) out[key.first].counted = out[key.first].counted || t.value > 0;

@@ -32,10 +32,11 @@ namespace kvmprof {
 
 // What really happened to one event's counters on the vCPU threads followed now.
 struct EventHealth {
-  size_t open = 0;     // threads where its counters are open (and their last read, if any, worked)
-  size_t refused = 0;  // threads where the kernel refused them
-  int last_errno = 0;  // of the last refusal
-  bool counted = false;  // some vCPU's total is above zero (a tracepoint that fires)
+  size_t open = 0;         // threads where its counters are open (and their last read, if any, worked)
+  size_t refused = 0;      // threads where the kernel refused to open them
+  size_t read_failed = 0;  // threads where they are open but the last read failed
+  int last_errno = 0;      // of the last refusal or failed read
+  bool counted = false;    // some vCPU's total is above zero (a tracepoint that fires)
 };
 
 class CounterGroups final : public ThreadConsumer {
@@ -73,7 +74,7 @@ class CounterGroups final : public ThreadConsumer {
     std::optional<PerfGroup> counters;  // empty while refused
     Backoff retry{std::chrono::seconds(1), std::chrono::minutes(5)};
     int err = 0;           // errno of the last refusal
-    bool read_failed = false;  // the last read failed
+    int read_errno = 0;    // of the last read, when it failed
     std::vector<uint64_t> raw;  // by plan slot: raw count at the last read
     uint64_t enabled = 0, running = 0;  // ns, at the last read
   };
@@ -88,11 +89,13 @@ class CounterGroups final : public ThreadConsumer {
     std::map<unsigned, std::map<Key, Totals>> vcpus;  // by vCPU index
   };
 
+  static int rank(const Group& g);
+  static void add_health(EventHealth& h, const Group& g);
   std::vector<Group> groups_of(const PolicyPlan& plan) const;
   void read_thread(Vm& vm, Thread& thread, std::optional<Clock::time_point> reopen_at);
   void open_groups(const PolicyPlan& plan, Thread& thread);
   void open_group(const PolicyPlan& plan, Thread& thread, Group& group, Clock::time_point now);
-  void take(const PolicyPlan& plan, Group& group, std::map<Key, Pending>& pending);
+  void take(const PolicyPlan& plan, Group& group, const GroupReading& reading, std::map<Key, Pending>& pending);
 
   PerfBackend& perf_;
   ErrorCounts& open_errors_;  // (event, errno)

@@ -16,28 +16,37 @@ void add_delta(uint64_t& total, uint64_t now, uint64_t before) { total += now > 
 
 }  // namespace
 
-void count_read_error(ErrorCounts& counts, const std::string& source, const Error& e) {
-  ++counts[{source, e.err ? errno_name(e.err) : "EBADMSG"}];
-}
-
 void CpuAccounting::thread_added(const VmThread& t, const std::shared_ptr<const PolicyPlan>&) {
   Vm& vm = vms_[t.vm];
   if (auto known = vm.threads.find(t.tid); known != vm.threads.end()) {  // a new role: its time so far stays where it was
     known->second.vcpu = t.vcpu;
     return;
   }
+  if (auto waiting = vm.unopened.find(t.tid); waiting != vm.unopened.end()) waiting->second.thread = t;
+  open(vm, t, std::chrono::steady_clock::now());
+}
+
+void CpuAccounting::open(Vm& vm, const VmThread& t, std::chrono::steady_clock::time_point now) {
   auto reader = ThreadReader::open(root_, t.pid, t.tid);
-  if (!reader.ok()) {
-    count_read_error(read_errors_, "procfs", reader.error());
-    if (exited(reader.error())) vm.exited.push_back(t.tid);
+  if (reader.ok()) {
+    vm.unopened.erase(t.tid);
+    vm.threads.emplace(t.tid, Thread{t.vcpu, std::move(*reader), ThreadCpu(ns_per_tick_), {}});
     return;
   }
-  vm.threads.emplace(t.tid, Thread{t.vcpu, std::move(*reader), ThreadCpu(ns_per_tick_), {}});
+  count_error(read_errors_, "procfs", reader.error());
+  if (exited(reader.error())) {
+    vm.unopened.erase(t.tid);
+    vm.exited.push_back(t.tid);
+    return;
+  }
+  auto [waiting, added] = vm.unopened.try_emplace(t.tid, Unopened{t});
+  waiting->second.retry.failed(now);
 }
 
 void CpuAccounting::thread_gone(const VmThread& t) {
   auto vm = vms_.find(t.vm);
   if (vm == vms_.end()) return;
+  vm->second.unopened.erase(t.tid);
   auto thread = vm->second.threads.find(t.tid);
   if (thread == vm->second.threads.end()) return;
   if (auto times = thread->second.reader.read(); times.ok()) {  // still there (its VM restarted): its last time counts
@@ -47,15 +56,20 @@ void CpuAccounting::thread_gone(const VmThread& t) {
   vm->second.threads.erase(thread);
 }
 
-std::vector<pid_t> CpuAccounting::read(const std::string& uuid) {
+std::vector<pid_t> CpuAccounting::read(const std::string& uuid, std::chrono::steady_clock::time_point now) {
   auto it = vms_.find(uuid);
   if (it == vms_.end()) return {};
   Vm& vm = it->second;
+  std::vector<VmThread> due;
+  for (const auto& [tid, waiting] : vm.unopened) {
+    if (waiting.retry.due(now)) due.push_back(waiting.thread);
+  }
+  for (const auto& t : due) open(vm, t, now);
   std::vector<pid_t> gone = std::exchange(vm.exited, {});
   for (auto& [tid, thread] : vm.threads) {
     auto times = thread.reader.read();
     if (!times.ok()) {
-      count_read_error(read_errors_, "procfs", times.error());
+      count_error(read_errors_, "procfs", times.error());
       if (exited(times.error())) gone.push_back(tid);
       continue;
     }

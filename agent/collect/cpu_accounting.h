@@ -11,14 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "agent/collect/backoff.h"
 #include "agent/collect/thread_consumer.h"
 #include "agent/collect/thread_cpu.h"
 #include "agent/collect/thread_reader.h"
 #include "exporters/snapshot.h"
 
 namespace kvmprof {
-
-using ErrorCounts = std::map<std::pair<std::string, std::string>, uint64_t>;
 
 class CpuAccounting final : public ThreadConsumer {
  public:
@@ -30,9 +29,10 @@ class CpuAccounting final : public ThreadConsumer {
   void plan_changed(const std::string&, const std::shared_ptr<const PolicyPlan>&) override {}
   void vm_gone(const std::string& vm) override { vms_.erase(vm); }
 
-  // Reads the VM's threads once each. Returns the threads that have exited (ESRCH, ENOENT);
-  // any other failure is counted and the thread kept: its time shows up in the next read.
-  std::vector<pid_t> read(const std::string& vm);
+  // Reads the VM's threads once each (opening again, with a backoff, those whose files could not
+  // be opened). Returns the threads that have exited (ESRCH, ENOENT); any other failure is
+  // counted and the thread kept: its time shows up in a later read.
+  std::vector<pid_t> read(const std::string& vm, std::chrono::steady_clock::time_point now);
   // The VM's vCPUs that have a thread now, with their CPU modes and wait, and the emulator's modes.
   void fill(const std::string& vm, VmSample& out) const;
   // vCPU threads followed now, and how many of them have stat ticks that cannot be trusted.
@@ -55,13 +55,19 @@ class CpuAccounting final : public ThreadConsumer {
     std::array<uint64_t, 3> split{};
     bool trusted = true;  // every thread that ran this vCPU had trustworthy ticks
   };
+  struct Unopened {  // a thread whose files could not be opened (EMFILE, ...): tried again
+    VmThread thread;
+    Backoff retry{std::chrono::seconds(1), std::chrono::minutes(5)};
+  };
   struct Vm {
     std::map<pid_t, Thread> threads;
+    std::map<pid_t, Unopened> unopened;
     std::vector<pid_t> exited;  // found gone when opening; reported by the next read()
     std::map<unsigned, Totals> vcpus;
     Totals emulator;
   };
 
+  void open(Vm& vm, const VmThread& thread, std::chrono::steady_clock::time_point now);
   void account(Vm& vm, Thread& thread);
 
   HostRoot root_;
@@ -69,8 +75,5 @@ class CpuAccounting final : public ThreadConsumer {
   ErrorCounts& read_errors_;  // (source, errno)
   std::map<std::string, Vm> vms_;
 };
-
-// A failed read by errno name, "EBADMSG" for text that did not parse.
-void count_read_error(ErrorCounts& counts, const std::string& source, const Error& e);
 
 }  // namespace kvmprof

@@ -28,16 +28,9 @@ bool Inventory::sync(const std::vector<DomainRecord>& domains, const Resolver& r
     auto [it, added] = vms_.try_emplace(record.uuid);
     VmEntry& vm = it->second;
     if (added) log_info(vm_name(record) + " found");
-    if (!added && vm.record.id != record.id) {  // restarted: a new process, the same series
-      log_info(vm_name(vm.record) + " restarted");
-      drop_threads(vm);
-      vm.pid.reset();
-      vm.listed = false;
-      clear_problem(vm);
-    }
-    if (!record.vcpu_stats && !added) {  // NOWAIT skipped a busy domain's vCPU stats: keep the last
-      record.vcpus_current = vm.record.vcpus_current;
-      record.exits = vm.record.exits;
+    if (!added && vm.record.id != record.id) restarted(vm);
+    for (const auto& [index, reasons] : record.exits) {
+      for (const auto& [reason, count] : reasons) vm.exits[index][reason].update(count);
     }
     const bool described = added || vm.record.name != record.name || vm.record.title != record.title ||
                            vm.record.metadata != record.metadata;
@@ -56,6 +49,18 @@ bool Inventory::sync(const std::vector<DomainRecord>& domains, const Resolver& r
   }
   for (const auto& uuid : stopped) remove(uuid, "gone");
   return changed || !stopped.empty();
+}
+
+// A new process under the same domain: new threads, the same series and totals.
+void Inventory::restarted(VmEntry& vm) {
+  log_info(vm_name(vm.record) + " restarted");
+  for (auto& [index, reasons] : vm.exits) {
+    for (auto& [reason, count] : reasons) count.last = 0;  // the new process counts from zero
+  }
+  drop_threads(vm);
+  vm.pid.reset();
+  vm.listed = false;
+  clear_problem(vm);
 }
 
 bool Inventory::resolve_policies(const Resolver& resolve) {
@@ -82,11 +87,21 @@ bool Inventory::refresh(VmEntry& vm, Clock::time_point now, bool reconcile) {
   if (!vm.pid && !find_process(vm, now)) return true;
   const bool missing = vm.vcpu_threads() < vm.record.vcpus_current;
   if (vm.listed && !reconcile && !(missing && vm.search.due(now))) return true;
-  // A reused pid would make another process's threads ours: confirm it on every reconcile.
-  auto tids = list_threads(root_, *vm.pid);
-  if (!tids.ok() || !process_running(root_, *vm.pid) || (reconcile && !process_has_uuid(root_, *vm.pid, vm.record.uuid))) {
+  // A reused pid would make another process's threads ours: its identity is confirmed on every
+  // reconcile. Only an answer that it has exited removes the VM; a failed read keeps it.
+  auto exited = qemu_exited(root_, *vm.pid, vm.record.uuid, reconcile);
+  if (!exited.ok()) {
+    count_error(read_errors_, "procfs", exited.error());
+    return true;
+  }
+  auto tids = *exited ? Result<std::vector<pid_t>>(Error{ESRCH, "exited"}) : list_threads(root_, *vm.pid);
+  if (!tids.ok() && gone(tids.error())) {
     process_exited(vm);
     return false;
+  }
+  if (!tids.ok()) {
+    count_error(read_errors_, "procfs", tids.error());
+    return true;
   }
   list_threads_of(vm, *tids);
   if (vm.vcpu_threads() < vm.record.vcpus_current) {
@@ -163,7 +178,8 @@ void Inventory::drop_threads(VmEntry& vm) {
 bool Inventory::threads_exited(VmEntry& vm, const std::vector<pid_t>& tids) {
   if (tids.empty()) return true;
   for (pid_t tid : tids) drop_thread(vm, tid);
-  if (vm.pid && process_running(root_, *vm.pid)) return true;
+  auto exited = vm.pid ? qemu_exited(root_, *vm.pid, vm.record.uuid, false) : Result<bool>(false);
+  if (!exited.ok() || !*exited) return true;  // alive, or /proc could not tell: it stays
   process_exited(vm);
   return false;
 }

@@ -25,18 +25,32 @@
 
 namespace kvmprof {
 
+// A count libvirt reports as it is (KVM's exit counters), kept as a total that never goes
+// down: its growth from answer to answer, also across a restart of the QEMU process.
+struct ReportedCount {
+  uint64_t last = 0;   // the last value reported
+  uint64_t total = 0;  // what is exported
+
+  void update(uint64_t value) {
+    total += value >= last ? value - last : value;  // smaller: the process restarted from zero
+    last = value;
+  }
+};
+
 struct VmEntry {
   DomainRecord record;  // libvirt's latest
   std::string policy;   // resolved when its name, title or metadata, or the config, change
   std::shared_ptr<const PolicyPlan> plan;
   std::optional<pid_t> pid;  // the QEMU process, once found
   std::map<pid_t, std::optional<unsigned>> threads;  // tid -> vCPU index; nullopt: emulator/IO
+  std::map<unsigned, std::map<std::string, ReportedCount>> exits;  // vCPU -> reason -> count
   bool listed = false;       // its threads were listed at least once
   Backoff search{std::chrono::seconds(1), std::chrono::seconds(60)};  // for the process or missing vCPUs
   std::string problem;       // why it is not fully mapped ("" when it is)
   uint64_t problem_since = 0;  // the libvirt answer it was first seen with
   bool problem_reported = false;
-  std::chrono::steady_clock::time_point next_read{};  // per its policy's interval
+  std::chrono::steady_clock::time_point next_read{};       // per its policy's interval
+  std::chrono::steady_clock::time_point next_reconcile{};  // a full look at its threads
 
   size_t vcpu_threads() const;
   bool mapped() const { return pid && vcpu_threads() >= record.vcpus_current; }
@@ -47,7 +61,8 @@ class Inventory {
   using Clock = std::chrono::steady_clock;
   using Resolver = std::function<std::string(const DomainRecord&)>;  // a domain's policy name
 
-  explicit Inventory(HostRoot root) : root_(std::move(root)) {}
+  // Reads of /proc that fail for other reasons than an exit are counted in `read_errors`.
+  Inventory(HostRoot root, ErrorCounts& read_errors) : root_(std::move(root)), read_errors_(read_errors) {}
   void add_consumer(ThreadConsumer& consumer) { consumers_.push_back(&consumer); }
 
   // A fresh libvirt answer: VMs come and go, a restarted one (new domain id) gets its new
@@ -71,6 +86,7 @@ class Inventory {
   const std::map<std::string, uint64_t>& discovery_errors() const { return discovery_errors_; }
 
  private:
+  void restarted(VmEntry& vm);
   bool find_process(VmEntry& vm, Clock::time_point now);
   void list_threads_of(VmEntry& vm, const std::vector<pid_t>& tids);
   void reclassify_unnamed(VmEntry& vm);
@@ -83,6 +99,7 @@ class Inventory {
   void clear_problem(VmEntry& vm);
 
   HostRoot root_;
+  ErrorCounts& read_errors_;  // (source, errno)
   std::vector<ThreadConsumer*> consumers_;
   std::map<std::string, VmEntry> vms_;  // by UUID
   std::map<std::string, int> exited_;   // UUID -> domain id whose process exited before libvirt said so

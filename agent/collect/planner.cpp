@@ -23,7 +23,7 @@ Policy without_events(Policy policy) {
 
 CollectorPlan unplanned(const AgentConfig& config) {
   CollectorPlan out{{}, make_policy_plan(without_events(config.default_policy), {}, config.limits.max_group_size),
-                    config.limits, config.interval};
+                    config.limits, config.interval, {}};
   for (const auto& p : config.policies) out.policies.push_back(make_policy_plan(without_events(p), {}, config.limits.max_group_size));
   return out;
 }
@@ -57,19 +57,23 @@ void Planner::run() {
       if (stopping_) return;
       job = std::move(*std::exchange(pending_, std::nullopt));
     }
-    auto planned = plan(job.first);
-    if (!planned) return;
-    done_(std::move(*planned), job.second);
+    try {
+      auto planned = plan(job.first);
+      if (!planned) return;
+      done_(std::move(*planned), job.second);
+    } catch (const std::exception& e) {
+      log_error(std::string("internal error while planning, the running plan stays: ") + e.what());
+    }
   }
 }
 
 std::optional<CollectorPlan> Planner::plan(const AgentConfig& config) {
   size_t unknown = 0;
   for (const Policy* p : all_policies(config)) {
-    for (const auto& e : p->events) unknown += probed_.contains(key_of(e)) ? 0 : 1;
+    for (const auto& e : p->events) unknown += probed_.contains(key_of(e)) ? 0 : 1;  // (and uncounted ones again)
   }
   if (unknown > 0) log_info("probing " + std::to_string(unknown) + " event(s) in the background; /metrics serves meanwhile");
-  CollectorPlan out{{}, {}, config.limits, config.interval};
+  CollectorPlan out{{}, {}, config.limits, config.interval, {}};
   for (const Policy* policy : all_policies(config)) {
     auto p = plan_policy(*policy, config.limits.max_group_size);
     if (!p) return std::nullopt;
@@ -79,6 +83,7 @@ std::optional<CollectorPlan> Planner::plan(const AgentConfig& config) {
       out.policies.push_back(std::move(*p));
     }
   }
+  out.open_fallbacks = fallbacks_;
   return out;
 }
 
@@ -90,7 +95,17 @@ std::optional<PolicyPlan> Planner::plan_policy(const Policy& policy, size_t max_
       if (stopping_) return std::nullopt;
     }
     auto known = probed_.find(key_of(event));
-    if (known == probed_.end()) known = probed_.emplace(key_of(event), plan_event(root_, perf_, event, host_, builtin_quirks())).first;
+    if (known == probed_.end()) {
+      PlannedEvent p = plan_event(root_, perf_, event, host_, builtin_quirks());
+      for (const auto& step : p.fallbacks) ++fallbacks_[{p.event, step}];
+      // Only a counted event is kept: one the kernel or the host could not count (tracefs
+      // not mounted, a module not loaded yet) is probed again at the next reload.
+      if (p.counters.empty()) {
+        events.push_back(std::move(p));
+        continue;
+      }
+      known = probed_.emplace(key_of(event), std::move(p)).first;
+    }
     events.push_back(known->second);
   }
   return make_policy_plan(policy, std::move(events), max_group_size);

@@ -42,6 +42,7 @@ class Planner {
   const HostModel host_;
   const Done done_;
   std::map<std::string, PlannedEvent> probed_;  // by spec and guest setting; the planner thread's own
+  ErrorCounts fallbacks_;                       // (event, ladder step) of every probe made
   std::mutex mu_;
   std::condition_variable wake_;
   std::optional<std::pair<AgentConfig, uint64_t>> pending_;

@@ -41,11 +41,15 @@ class Worker {
 
   // Sleeps until the next poll (or reconnect), a request, or stop; applies new settings.
   bool wait_for_turn() {
-    std::unique_lock lock(s_->mu);
-    s_->wake.wait_until(lock, next_, [&] { return s_->stopping || s_->ask; });
-    s_->ask = false;
-    if (s_->stopping) return false;
-    if (s_->new_uris) s_->hypervisor.set_metadata_uris(*std::exchange(s_->new_uris, std::nullopt));
+    std::optional<std::vector<std::string>> uris;
+    {
+      std::unique_lock lock(s_->mu);
+      s_->wake.wait_until(lock, next_, [&] { return s_->stopping || s_->ask; });
+      s_->ask = false;
+      if (s_->stopping) return false;
+      uris = std::exchange(s_->new_uris, std::nullopt);
+    }
+    if (uris) s_->hypervisor.set_metadata_uris(std::move(*uris));  // never under the lock
     return true;
   }
 
@@ -129,12 +133,6 @@ void Discovery::set_interval(std::chrono::milliseconds interval, std::chrono::mi
 void Discovery::set_metadata_uris(std::vector<std::string> uris) {
   std::lock_guard lock(shared_->mu);
   shared_->new_uris = std::move(uris);
-  shared_->ask = true;
-  shared_->wake.notify_all();
-}
-
-void Discovery::ask_now() {
-  std::lock_guard lock(shared_->mu);
   shared_->ask = true;
   shared_->wake.notify_all();
 }

@@ -41,7 +41,6 @@ class Discovery {
   // Thread-safe settings and requests; they take effect at the thread's next step.
   void set_interval(std::chrono::milliseconds interval, std::chrono::milliseconds max_backoff);
   void set_metadata_uris(std::vector<std::string> uris);
-  void ask_now();
   // Ends the thread. False when it stayed stuck in a libvirt call for `wait`: it is then left
   // behind (and with it the Hypervisor, which must not be destroyed).
   bool stop(std::chrono::milliseconds wait);

@@ -18,9 +18,9 @@ struct DomainRecord {
   std::string title;           // libvirt <title>, for policy selectors
   std::map<std::string, std::string> metadata;  // namespace URI -> <metadata> element XML
   // vCPU index -> exit reason -> count, from KVM's binary stats as libvirt reports them
-  // ("vcpu.N.exits.sum" is reason "all", "vcpu.N.halt_exits.sum" is "halt", ...).
+  // ("vcpu.N.exits.sum" is reason "all", "vcpu.N.halt_exits.sum" is "halt", ...); QEMU's own,
+  // so they restart with the process; absent when libvirt (NOWAIT) skipped a busy domain's.
   std::map<unsigned, std::map<std::string, uint64_t>> exits;
-  bool vcpu_stats = true;  // the vCPU fields were there (with NOWAIT libvirt may skip a busy domain's)
 };
 
 // libvirt's events, delivered on libvirt's own event thread: something changed (a domain

@@ -33,7 +33,6 @@ const char* lifecycle_name(int event) {
 
 DomainRecord to_record(const virDomainStatsRecord& rec) {
   DomainRecord out;
-  out.vcpu_stats = false;
   out.name = virDomainGetName(rec.dom);
   out.id = static_cast<int>(virDomainGetID(rec.dom));
   char uuid[VIR_UUID_STRING_BUFLEN] = {};
@@ -44,7 +43,6 @@ DomainRecord to_record(const virDomainStatsRecord& rec) {
     std::string reason;
     if (std::string(p.field) == "vcpu.current" && p.type == VIR_TYPED_PARAM_UINT) {
       out.vcpus_current = p.value.ui;
-      out.vcpu_stats = true;
     } else if (p.type == VIR_TYPED_PARAM_ULLONG && parse_exit_param(p.field, vcpu, reason)) {
       out.exits[vcpu][reason] = p.value.ul;
     }
@@ -163,6 +161,7 @@ Result<std::vector<DomainRecord>> LibvirtHypervisor::running_domains() {
 
 void LibvirtHypervisor::set_metadata_uris(std::vector<std::string> uris) {
   std::lock_guard lock(cache_mu_);
+  if (uris == metadata_uris_) return;  // a reload that keeps them: one RPC per domain saved
   metadata_uris_ = std::move(uris);
   for (auto& [key, entry] : cache_) entry.valid = false;
 }

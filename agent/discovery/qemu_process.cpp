@@ -30,10 +30,16 @@ bool process_has_uuid(const HostRoot& root, pid_t pid, const std::string& uuid) 
   return text.ok() && argv_has_uuid(parse_cmdline(*text), uuid);
 }
 
-bool process_running(const HostRoot& root, pid_t pid) {
-  auto text = root.read_file(proc(pid) + "/stat");
-  auto state = text.ok() ? parse_task_state(*text) : std::nullopt;
-  return state && *state != 'Z' && *state != 'X' && *state != 'x';
+Result<bool> qemu_exited(const HostRoot& root, pid_t pid, const std::string& uuid, bool check_identity) {
+  auto stat = root.read_file(proc(pid) + "/stat");
+  if (!stat.ok()) return gone(stat.error()) ? Result<bool>(true) : stat.error();
+  auto state = parse_task_state(*stat);
+  if (!state) return Error{0, proc(pid) + "/stat: no state field"};
+  if (*state == 'Z' || *state == 'X' || *state == 'x') return true;
+  if (!check_identity) return false;
+  auto cmdline = root.read_file(proc(pid) + "/cmdline");
+  if (!cmdline.ok()) return gone(cmdline.error()) ? Result<bool>(true) : cmdline.error();
+  return !argv_has_uuid(parse_cmdline(*cmdline), uuid);
 }
 
 std::optional<pid_t> find_qemu_pid(const HostRoot& root, const std::string& uuid) {

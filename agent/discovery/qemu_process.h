@@ -24,9 +24,14 @@ std::optional<pid_t> find_qemu_pid(const HostRoot& root, const std::string& uuid
 
 bool process_has_uuid(const HostRoot& root, pid_t pid, const std::string& uuid);
 
-// False once the process has exited, also while it is a zombie nobody has reaped yet (a QEMU
-// killed while libvirtd, its parent, is down stays one until init reaps it).
-bool process_running(const HostRoot& root, pid_t pid);
+// True once the QEMU process of `uuid` has exited: /proc says it is gone (ENOENT, ESRCH), or a
+// zombie nobody has reaped yet (a QEMU killed while libvirtd, its parent, is down stays one
+// until init reaps it), or, with `check_identity`, its pid now runs another program. An error
+// when /proc could not tell (EMFILE, ENOMEM, EACCES): then nothing is known to have exited.
+Result<bool> qemu_exited(const HostRoot& root, pid_t pid, const std::string& uuid, bool check_identity);
+
+// /proc answered that what was asked for does not exist (any more).
+inline bool gone(const Error& e) { return e.err == ENOENT || e.err == ESRCH; }
 
 Result<std::vector<pid_t>> list_threads(const HostRoot& root, pid_t pid);
 

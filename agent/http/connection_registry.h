@@ -1,8 +1,9 @@
 #pragma once
 // ConnectionRegistry: the HTTP server's open connections, oldest first, with the caps per
 // client address and in total. At a cap the oldest connection that is idle (waiting for or
-// reading a request, not answering one) is chosen to close, so a new scrape always gets in
-// while idle or slow clients hold connections. Shared by the server's threads: locked.
+// reading a request) is chosen to close, else the oldest of all (a client that reads its
+// answers too slowly keeps a connection busy): a new scrape always gets in while idle, slow
+// or hostile clients hold connections. Shared by the server's threads: locked.
 #include <cstddef>
 #include <list>
 #include <map>
@@ -18,17 +19,14 @@ class ConnectionRegistry {
   ConnectionRegistry(size_t max_total, size_t max_per_client) : max_total_(max_total), max_per_client_(max_per_client) {}
 
   // Registers `conn` (idle until told otherwise). Returns the connection to close to stay
-  // within the caps (already unregistered), `conn` itself when no idle one can make room (it
-  // is then not registered), or null.
+  // within the caps (already unregistered), or null.
   std::shared_ptr<Conn> add(const std::shared_ptr<Conn>& conn, const std::string& client) {
     std::lock_guard lock(mu_);
     std::shared_ptr<Conn> victim;
-    if (per_client_[client] >= max_per_client_) {
-      victim = evict_oldest_idle(&client);
-      if (!victim) return conn;
-    } else if (order_.size() >= max_total_) {
-      victim = evict_oldest_idle(nullptr);
-      if (!victim) return conn;
+    const std::string* of = per_client_[client] >= max_per_client_ ? &client : nullptr;
+    if (of || order_.size() >= max_total_) {
+      victim = evict_oldest(of, true);
+      if (!victim) victim = evict_oldest(of, false);
     }
     order_.push_back({conn.get(), conn, client, true});
     index_[conn.get()] = std::prev(order_.end());
@@ -60,14 +58,15 @@ class ConnectionRegistry {
   };
   using Iterator = typename std::list<Entry>::iterator;
 
-  // The oldest idle connection still alive, of `client` if given; unregistered.
-  std::shared_ptr<Conn> evict_oldest_idle(const std::string* client) {
+  // The oldest connection still alive (only idle ones if `idle_only`), of `client` if given;
+  // unregistered.
+  std::shared_ptr<Conn> evict_oldest(const std::string* client, bool idle_only) {
     for (auto it = order_.begin(); it != order_.end(); ++it) {
-      if (!it->idle || (client && it->client != *client)) continue;
+      if ((idle_only && !it->idle) || (client && it->client != *client)) continue;
       auto conn = it->conn.lock();
       erase(it);
       if (conn) return conn;
-      return evict_oldest_idle(client);  // it was already on its way out
+      return evict_oldest(client, idle_only);  // it was already on its way out
     }
     return nullptr;
   }

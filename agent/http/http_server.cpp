@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/http/connection_registry.h"
+#include "agent/system/log.h"
 
 namespace kvmprof {
 
@@ -26,6 +27,18 @@ namespace {
 constexpr size_t kFirstRead = 1024;  // bytes asked for while waiting for a request to start
 constexpr int kBacklog = 1024;
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);  // after EMFILE and the like
+
+// Runs the server's handlers; one that throws is logged and the thread serves on.
+void serve(net::io_context& io) {
+  for (;;) {
+    try {
+      io.run();
+      return;
+    } catch (const std::exception& e) {
+      log_error(std::string("internal error in the HTTP server, serving on: ") + e.what());
+    }
+  }
+}
 
 }  // namespace
 
@@ -228,7 +241,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& liste
   auto impl = std::make_unique<Impl>(std::move(routes), limits);
   if (error_code ec = impl->listen(listen)) return Error{ec.value(), "listen on " + listen.text()};
   impl->accept();
-  for (unsigned i = 0; i < std::max(1u, limits.threads); ++i) impl->threads.emplace_back([io = &impl->ioc] { io->run(); });
+  for (unsigned i = 0; i < std::max(1u, limits.threads); ++i) impl->threads.emplace_back([io = &impl->ioc] { serve(*io); });
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 

@@ -6,7 +6,8 @@
 //   complete within request_timeout of its first byte; a response must be written within
 //   write_timeout;
 // - connections are capped per client address and in total; at a cap the oldest connection
-//   that is waiting for a request is closed to make room (a fresh scrape always gets in);
+//   that is waiting for a request is closed to make room, else the oldest of all (a fresh
+//   scrape always gets in, also past clients that read their answers too slowly);
 // - requests are bounded: headers up to max_header_bytes, no bodies, GET and HEAD only;
 // - handlers only hand out prepared data (the last snapshot's rendered page).
 // Pipelined requests are answered in order; HEAD gets GET's headers without the body.
@@ -41,7 +42,7 @@ using HttpRoutes = std::map<std::string, HttpHandler>;  // by exact path
 struct HttpLimits {
   std::chrono::milliseconds idle_timeout{30'000};     // keep-alive wait for the next request
   std::chrono::milliseconds request_timeout{10'000};  // first byte to complete headers
-  std::chrono::milliseconds write_timeout{30'000};
+  std::chrono::milliseconds write_timeout{10'000};
   size_t max_connections = 512;
   size_t max_per_client = 64;
   size_t max_header_bytes = 8192;

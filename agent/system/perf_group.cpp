@@ -11,7 +11,7 @@ constexpr uint64_t kReadFormat = PERF_FORMAT_GROUP | PERF_FORMAT_ID |
 }  // namespace
 
 Result<PerfGroup> PerfGroup::open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
-                                  const std::vector<size_t>& slots, OpenErrors& errors) {
+                                  const std::vector<size_t>& slots, ErrorCounts& errors) {
   PerfGroup group(events.size());
   for (size_t slot : slots) {
     perf_event_attr attr = events[slot].attr;
@@ -20,7 +20,7 @@ Result<PerfGroup> PerfGroup::open(PerfBackend& backend, pid_t tid, const std::ve
     auto fd = backend.open(attr, tid, -1, leader);  // attr.size was negotiated when the event was planned
     Result<uint64_t> id = fd.ok() ? backend.event_id(*fd) : fd.error();
     if (!id.ok()) {
-      ++errors[{events[slot].name, errno_name(id.error().err)}];
+      count_error(errors, events[slot].name, id.error());
       return Error{id.error().err, "open " + events[slot].name + " on thread " + std::to_string(tid)};
     }
     group.slot_by_id_[*id] = slot;
@@ -56,17 +56,6 @@ Result<GroupReading> decode_group_read(std::span<const std::byte> bytes, size_t 
     reading.raw[slot->second] = word(3 + 2 * i);
   }
   return reading;
-}
-
-std::optional<double> scaled(uint64_t raw, uint64_t enabled_ns, uint64_t running_ns) {
-  if (running_ns == 0) return std::nullopt;
-  if (running_ns >= enabled_ns) return static_cast<double>(raw);
-  return static_cast<double>(raw) * static_cast<double>(enabled_ns) / static_cast<double>(running_ns);
-}
-
-std::string errno_name(int err) {
-  const char* name = strerrorname_np(err);
-  return name ? name : std::to_string(err);
 }
 
 }  // namespace kvmprof

@@ -21,9 +21,6 @@ struct GroupReading {
   std::vector<std::optional<uint64_t>> raw;  // by event slot; nullopt where not opened
 };
 
-// Failed opens by (event, errno name), exported as kvmprof_perf_open_errors_total.
-using OpenErrors = std::map<std::pair<std::string, std::string>, uint64_t>;
-
 struct EventAttr {
   std::string name;  // label value, e.g. "task-clock"
   std::string mode;  // what it counts: "all", "host" or "guest"
@@ -38,7 +35,7 @@ class PerfGroup {
   // the kernel refuses one, the others are closed again, the refusal is counted in `errors`
   // under that event, and its errno returned.
   static Result<PerfGroup> open(PerfBackend& backend, pid_t tid, const std::vector<EventAttr>& events,
-                                const std::vector<size_t>& slots, OpenErrors& errors);
+                                const std::vector<size_t>& slots, ErrorCounts& errors);
 
   size_t fd_count() const { return fds_.size(); }
   Result<GroupReading> read(PerfBackend& backend) const;
@@ -55,10 +52,5 @@ class PerfGroup {
 Result<GroupReading> decode_group_read(std::span<const std::byte> bytes, size_t slots,
                                        const std::map<uint64_t, size_t>& slot_by_id);
 
-// Scales a raw count for multiplexing: raw * enabled / running. nullopt when the counter
-// never ran (an unknown value, not zero).
-std::optional<double> scaled(uint64_t raw, uint64_t enabled_ns, uint64_t running_ns);
-
-std::string errno_name(int err);
 
 }  // namespace kvmprof

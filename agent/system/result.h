@@ -1,7 +1,9 @@
 #pragma once
 // Result<T>: a value or an Error carrying errno and context, for expected failures
 // (a thread that exited, a file that is missing, a perf open the kernel refused).
+#include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <utility>
 #include <variant>
@@ -38,5 +40,19 @@ class Result {
 };
 
 inline Error system_error(std::string context) { return Error{errno, std::move(context)}; }
+
+inline std::string errno_name(int err) {
+  const char* name = strerrorname_np(err);
+  return name ? name : std::to_string(err);
+}
+
+// Failures by (what failed, errno name): the kvmprof_*_errors_total counters.
+using ErrorCounts = std::map<std::pair<std::string, std::string>, uint64_t>;
+
+// Counts `e` under (what, its errno name); "EBADMSG" when it is no system error (text that did
+// not parse).
+inline void count_error(ErrorCounts& counts, const std::string& what, const Error& e) {
+  ++counts[{what, e.err ? errno_name(e.err) : "EBADMSG"}];
+}
 
 }  // namespace kvmprof

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   policy.events = default_events();
   HostModel host = probe_host(HostRoot("/"));
   auto planned = plan_events(HostRoot("/"), perf, policy.events, host, builtin_quirks());
-  Collector collector(host_root, perf, {{}, make_policy_plan(policy, std::move(planned), 4), {}, std::chrono::milliseconds(0)});
+  Collector collector(host_root, perf, {{}, make_policy_plan(policy, std::move(planned), 4), {}, std::chrono::milliseconds(0), {}});
   collector.collect(&domains, true);  // opens everything
   double before = cpu_seconds();
   auto wall = std::chrono::steady_clock::now();

@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -199,6 +200,8 @@ class Agent:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=15)
         self.log.close()
+        if self.proc.returncode != 0:  # what went wrong, before the test's directory is gone
+            print(f"agent exited {self.proc.returncode}; its log ends:\n{self.log_text()[-20000:]}", file=sys.stderr)
         return self.proc.returncode
 
     def kill(self):

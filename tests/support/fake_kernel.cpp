@@ -55,7 +55,7 @@ Error refused(int err, const std::string& why) {
 
 FakeKernel::FakeKernel(FakeKernel&& other) noexcept
     : count_for(std::move(other.count_for)), enabled_ns(other.enabled_ns), running_ns(other.running_ns),
-      open_delay(other.open_delay), throw_on_read(other.throw_on_read.load()), name_(std::move(other.name_)),
+      open_delay(other.open_delay), throw_on_read(other.throw_on_read.load()), read_errno(other.read_errno.load()), name_(std::move(other.name_)),
       rules_(std::move(other.rules_)), counters_per_group_(other.counters_per_group_),
       events_(std::move(other.events_)), exited_(std::move(other.exited_)), denied_(std::move(other.denied_)),
       calls_(std::move(other.calls_)),
@@ -132,6 +132,7 @@ Result<Fd> FakeKernel::open(perf_event_attr& attr, pid_t tid, int, int group_fd)
 // (value, id) per member; the times are the leader's (kernel/events/core.c perf_read_group).
 Result<size_t> FakeKernel::read(const Fd& fd, std::span<std::byte> buf) {
   if (throw_on_read) throw std::logic_error("fake kernel: read failed on purpose");
+  if (read_errno) return refused(read_errno, "read failed on purpose");
   std::lock_guard lock(mu_);
   ++reads_;
   auto leader = events_.find(id_of(fd.get()));

@@ -65,6 +65,7 @@ class FakeKernel final : public PerfBackend {
   // Each open takes this long, as tracepoint opens do (they wait for RCU).
   std::chrono::milliseconds open_delay{0};
   std::atomic<bool> throw_on_read{false};  // a bug in the read path: the exception escapes the collector
+  std::atomic<int> read_errno{0};          // reads fail with this errno (0: they work)
 
  private:
   struct Event {

@@ -57,6 +57,15 @@ class FileQemu {
   const Times& times(pid_t tid) { return times_[tid]; }
   // The stat file holds garbage until the next set(): a read error that is not an exit.
   void corrupt(pid_t tid) { write(task(tid) / "stat", "garbage\n"); }
+  // schedstat cannot be opened (a symlink loop: ELOOP, not an exit) until repair().
+  void break_files(pid_t tid) {
+    std::filesystem::remove(task(tid) / "schedstat");
+    std::filesystem::create_symlink("schedstat", task(tid) / "schedstat");
+  }
+  void repair(pid_t tid) {
+    std::filesystem::remove(task(tid) / "schedstat");
+    set(tid, times_[tid]);
+  }
   // The thread is no longer listed (files already open keep their last content).
   void remove_thread(pid_t tid) {
     std::filesystem::remove_all(task(tid));

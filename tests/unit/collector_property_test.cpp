@@ -1,6 +1,6 @@
 // Property: no exported counter decreases while its series lives, and no series is exported
 // twice, whatever happens between cycles. Random sequences (fixed seeds) of reloads, thread
-// exits and replacements, vCPU hot-unplug and re-plug, procfs read errors, multiplexing ratios, libvirt outages, VM
+// exits and replacements, vCPU hot-unplug and re-plug, procfs and perf read errors, multiplexing ratios, libvirt outages, VM
 // restarts and host limits are driven through the collector on a file-backed QEMU and the fake
 // kernel, on a split-capable Intel host and on a hybrid one; every cycle is scraped and
 // compared with the one before.
@@ -48,7 +48,7 @@ struct World {
       if (pick(2) || p.events.empty()) p.events.push_back({std::get<EventSpec>(parse_event_spec(spec)), guest, {}});
     }
     p.aggregation = pick(4) == 0 ? Aggregation::kPerVm : Aggregation::kPerVcpu;
-    CollectorPlan plan{{}, make_policy_plan(p, plan_events(qemu.root(), kernel, p.events, host, builtin_quirks()), 4), {}, 0ms};
+    CollectorPlan plan{{}, make_policy_plan(p, plan_events(qemu.root(), kernel, p.events, host, builtin_quirks()), 4), {}, 0ms, {}};
     if (pick(3) == 0) plan.limits.max_counters = 2 + pick(12);
     if (pick(3) == 0) plan.limits.max_series = 15 + pick(40);
     return plan;
@@ -86,8 +86,9 @@ struct World {
     }
   }
 
-  void restart() {  // a new domain id, new threads for every vCPU
+  void restart() {  // a new domain id, new threads for every vCPU, KVM's exit counts from zero
     ++id;
+    for (auto& [index, count] : exits) count = 0;
     for (auto [index, tid] : vcpus) {
       kernel.exit_thread(tid);
       qemu.remove_thread(tid);
@@ -132,11 +133,13 @@ void check_monotonic(const std::string& cpu, FakeKernel (*kernel)(), uint32_t se
       case 4: w.restart(); break;
       case 5:
       case 6: w.unplug_or_plug(); break;
+      case 7: w.kernel.read_errno = EIO; break;  // this cycle's perf reads fail
       default: break;
     }
     w.run();
     now += 1s;
     Snapshot s = outage-- > 0 ? collect_without_libvirt(collector, now) : collect(collector, w.domains(), now);
+    w.kernel.read_errno = 0;
     std::map<SeriesKey, double> current;
     ASSERT_NO_THROW(current = series(s));
     for (const auto& [key, value] : current) {

@@ -42,7 +42,7 @@ CollectorPlan plan_for(PerfBackend& perf, const HostRoot& root, std::vector<std:
                        std::vector<Policy> named = {}) {
   HostModel host = probe_host(HostRoot("/"));
   auto plan_of = [&](const Policy& p) { return make_policy_plan(p, plan_events(root, perf, p.events, host, builtin_quirks()), 4); };
-  CollectorPlan out{{}, plan_of(policy("default", std::move(events))), {}, 0ms};
+  CollectorPlan out{{}, plan_of(policy("default", std::move(events))), {}, 0ms, {}};
   for (const auto& p : named) out.policies.push_back(plan_of(p));
   return out;
 }
@@ -221,6 +221,32 @@ TEST(Collector, KernelRefusalsAreSourceDownWithErrnoAndAdviceAndAreRetried) {
   EXPECT_DOUBLE_EQ(vcpu(s, 0)->events[0].value, 1e6);  // counted since it opened
 }
 
+TEST(Collector, CountersThatFailToReadAreSourceDownWithTheirErrno) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root()));
+  collect(collector, {domain(2)});
+  vm.kernel.read_errno = EIO;
+  Snapshot s = collect(collector, {domain(2)});
+  EXPECT_FALSE(source(s, "perf:task-clock").up);
+  EXPECT_EQ(source(s, "perf:task-clock").reason, "reads of its counters fail (EIO); counted in kvmprof_read_errors_total");
+  EXPECT_EQ((s.read_errors[{"perf", "EIO"}]), 2u);
+  vm.kernel.read_errno = 0;
+  EXPECT_TRUE(source(collect(collector, {domain(2)}), "perf:task-clock").up);
+}
+
+TEST(Collector, AnEventIsLiveWhenAnyPolicyCountsIt) {
+  FileVm vm;
+  std::vector<Policy> named{policy("unused", {})};  // lists task-clock in a way that cannot be counted
+  named[0].events.push_back({std::get<EventSpec>(parse_event_spec("task-clock")), GuestMode::kExclude, {}});
+  named[0].match.domain = "nothing-matches";
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {"task-clock"}, named));
+  collect(collector, {domain(2)});
+  vm.run(1'000'000'000);
+  Snapshot s = collect(collector, {domain(2)});
+  EXPECT_TRUE(source(s, "perf:task-clock").up);
+  EXPECT_EQ(vcpu(s, 0)->events.size(), 1u);
+}
+
 TEST(Collector, WhileLibvirtIsDownKnownVmsAreMeasuredAndItsExitSeriesGo) {
   FileVm vm;
   Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root()));
@@ -266,6 +292,54 @@ TEST(Collector, AKilledQemuLeftAsAZombieLeavesInTheSameCycle) {
   cpu0.reset();
   qemu.become_zombie();  // killed while libvirtd (its parent) is down: nobody reaps it yet
   EXPECT_TRUE(collect_without_libvirt(collector).vms.empty());
+}
+
+TEST(Collector, ProcReadsThatFailForOtherReasonsThanAnExitKeepTheVm) {
+  FileVm vm;  // no perf events: the fake kernel needs fds of its own
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {}));
+  collect(collector, {domain(2)});
+  rlimit saved{};
+  ::getrlimit(RLIMIT_NOFILE, &saved);
+  rlimit none{0, saved.rlim_max};  // every new fd (open, opendir) fails EMFILE
+  ::setrlimit(RLIMIT_NOFILE, &none);
+  Snapshot s = collect(collector, {domain(2)});  // a reconcile: the process and its threads are looked at
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  ASSERT_EQ(s.vms.size(), 1u);
+  EXPECT_GE((s.read_errors[{"procfs", "EMFILE"}]), 1u);
+  vm.run(1'000'000'000);
+  s = collect(collector, {domain(2)});
+  ASSERT_EQ(s.vms.size(), 1u);
+  EXPECT_NEAR(cpu_total(*vcpu(s, 0)), 1.0, 1e-6);  // still measured, nothing lost
+}
+
+TEST(Collector, AThreadWhoseFilesCannotBeOpenedIsOpenedAgainLater) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {}));
+  vm.qemu.add_thread(103, "CPU 2/KVM");
+  vm.qemu.break_files(103);
+  const auto t0 = Clock::now();
+  Snapshot s = collect(collector, {domain(3)}, t0);
+  EXPECT_EQ(vcpu(s, 2), nullptr);  // no value, not a zero
+  EXPECT_EQ((s.read_errors[{"procfs", "ELOOP"}]), 1u);
+  vm.qemu.repair(103);
+  vm.qemu.run(103, 1'000'000'000);
+  EXPECT_EQ(vcpu(collect(collector, {domain(3)}, t0 + 500ms), 2), nullptr);  // within its backoff
+  s = collect(collector, {domain(3)}, t0 + 1500ms);
+  ASSERT_NE(vcpu(s, 2), nullptr);
+  EXPECT_NEAR(cpu_total(*vcpu(s, 2)), 1.0, 1e-6);
+}
+
+TEST(Collector, ExitCountsNeverGoDownWhenTheVmRestartsUnderItsSeries) {
+  FileVm vm;
+  Collector collector(vm.qemu.root(), vm.kernel, plan_for(vm.kernel, vm.qemu.root(), {}));
+  DomainRecord r = domain(2);
+  r.exits = {{0, {{"all", 100}}}};
+  EXPECT_EQ(vcpu(collect(collector, {r}), 0)->exits.at("all"), 100u);
+  r.exits = {};  // NOWAIT: libvirt skipped the busy domain's stats this time
+  EXPECT_EQ(vcpu(collect(collector, {r}), 0)->exits.at("all"), 100u);
+  r.id = 2;  // restarted within one interval: KVM counts from zero again
+  r.exits = {{0, {{"all", 5}}}};
+  EXPECT_EQ(vcpu(collect(collector, {r}), 0)->exits.at("all"), 105u);
 }
 
 TEST(Collector, AStoppedVmLeavesAndIsNotADiscoveryError) {
@@ -331,7 +405,7 @@ TEST(Collector, APerVmSumNeverDropsWhenAVcpuThreadGoes) {
   Policy p = policy("default", {"task-clock"});
   p.aggregation = Aggregation::kPerVm;
   HostModel host = probe_host(HostRoot("/"));
-  CollectorPlan plan{{}, make_policy_plan(p, plan_events(vm.qemu.root(), vm.kernel, p.events, host, builtin_quirks()), 4), {}, 0ms};
+  CollectorPlan plan{{}, make_policy_plan(p, plan_events(vm.qemu.root(), vm.kernel, p.events, host, builtin_quirks()), 4), {}, 0ms, {}};
   Collector collector(vm.qemu.root(), vm.kernel, plan);
   collect(collector, {domain(2)});
   vm.run(1'000'000'000);
@@ -399,7 +473,7 @@ TEST(Collector, HybridCountersAreOneSeriesPerEventAndModeSummedOverCoreTypes) {
   Policy p = policy("default", {"cycles"});
   p.events[0].guest = GuestMode::kSplit;
   HostModel host = probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/intel-alderlake-hybrid"));
-  CollectorPlan plan{{}, make_policy_plan(p, plan_events(qemu.root(), kernel, p.events, host, builtin_quirks()), 4), {}, 0ms};
+  CollectorPlan plan{{}, make_policy_plan(p, plan_events(qemu.root(), kernel, p.events, host, builtin_quirks()), 4), {}, 0ms, {}};
   ASSERT_EQ(plan.default_policy.slots.size(), 4u);  // host and guest on each core type
   Collector collector(qemu.root(), kernel, plan);
   collect(collector, {domain(1)});
@@ -414,6 +488,13 @@ TEST(Collector, HybridCountersAreOneSeriesPerEventAndModeSummedOverCoreTypes) {
   EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_events_total", labels}), 1300);
   EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_event_enabled_seconds_total", labels}), 2.0);
   EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_event_running_seconds_total", labels}), 2.0);
+  kernel.run(101, 1'000'000'000, 1'000'000'000, kCorePmuType);
+  kernel.read_errno = EIO;  // this interval's reads fail: nothing is added, nothing extrapolated
+  collect(collector, {domain(1)});
+  kernel.read_errno = 0;
+  kernel.run(101, 1'000'000'000, 1'000'000'000, kAtomPmuType);
+  values = series(collect(collector, {domain(1)}));
+  EXPECT_DOUBLE_EQ(values.at({"kvmprof_vcpu_events_total", labels}), 2600);  // exactly 2 x (1000 + 300)
 }
 
 TEST(Collector, CrossingMaxSeriesBackAndForthReopensNoCounter) {

@@ -31,7 +31,7 @@ TEST(EventPlan, HybridGroupsNeverMixCoreTypesAndEveryGroupOpens) {
     for (size_t slot : group) EXPECT_EQ(plan.slots[slot].pmu, plan.slots[group.front()].pmu);
   }
   for (const auto& group : plan.groups) {  // the fake kernel refuses mixed groups: every group must open
-    OpenErrors errors;
+    ErrorCounts errors;
     auto g = PerfGroup::open(kernel, 7, plan.slots, group, errors);
     ASSERT_TRUE(g.ok()) << g.error().message();
     EXPECT_EQ(g->fd_count(), group.size());

@@ -24,8 +24,11 @@ namespace {
 
 const std::string kBody = "kvmprof_up 1\n";
 
+const auto kBigPage = std::make_shared<const std::string>(1 << 20, 'x');
+
 HttpRoutes routes() {
-  return {{"/metrics", [](const HttpRequest& r) {
+  return {{"/big", [](const HttpRequest&) { return HttpResponse{200, "text/plain", kBigPage, false}; }},
+          {"/metrics", [](const HttpRequest& r) {
              if (r.accepts_gzip) return HttpResponse{200, "text/plain", std::make_shared<const std::string>(gzip(kBody)), true};
              return text_response(200, kBody);
            }},
@@ -162,6 +165,24 @@ TEST(HttpServer, AScrapeAnswersWhileHundredsOfIdleAndSlowConnectionsAreOpen) {
   EXPECT_LE(server->connections(), limits.max_per_client);
 }
 
+TEST(HttpServer, AScrapeAnswersWhileClientsThatNeverReadHoldEveryConnection) {
+  HttpLimits limits;
+  limits.max_connections = 40;
+  limits.max_per_client = 40;
+  auto server = serve("127.0.0.1:0", limits);
+  std::vector<Fd> stuck;
+  for (int i = 0; i < 60; ++i) {  // each asks for 1 MiB, pipelined, and never reads: its answer stays unwritten
+    stuck.push_back(connect_to(server->port()));
+    send_all(stuck.back(), "GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+  }
+  std::this_thread::sleep_for(200ms);
+  for (int i = 0; i < 10; ++i) {
+    std::string reply = http_exchange(server->port(), get_request("/metrics"));
+    ASSERT_TRUE(reply.ends_with(kBody)) << "scrape " << i;
+  }
+  EXPECT_LE(server->connections(), limits.max_connections);
+}
+
 TEST(ConnectionRegistry, AtACapTheOldestIdleConnectionMakesRoom) {
   ConnectionRegistry<int> registry(3, 2);
   auto a = std::make_shared<int>(1), b = std::make_shared<int>(2), c = std::make_shared<int>(3),
@@ -176,8 +197,8 @@ TEST(ConnectionRegistry, AtACapTheOldestIdleConnectionMakesRoom) {
   registry.set_idle(d.get(), false);
   registry.set_idle(e.get(), false);
   auto f = std::make_shared<int>(6);
-  EXPECT_EQ(registry.add(f, "10.0.0.4"), f);  // nobody idle: the newcomer is turned away
-  registry.remove(a.get());
+  EXPECT_EQ(registry.add(f, "10.0.0.4"), a);  // nobody idle: the oldest of all makes room
+  registry.remove(d.get());
   EXPECT_EQ(registry.size(), 2u);
   registry.remove(b.get());  // already gone: nothing happens
   EXPECT_EQ(registry.size(), 2u);

@@ -23,8 +23,8 @@ Limits limits(size_t max_series, size_t max_counters) {
 
 TEST(Limits, WithoutLimitsNothingIsTaken) {
   auto out = apply_limits({demand("a", 0, {2, 2}, 8)}, limits(0, 0), {});
-  EXPECT_FALSE(out["a"].per_vm);
-  EXPECT_EQ(out["a"].events, 2u);
+  EXPECT_FALSE(out["a"].forced_per_vm);
+  EXPECT_EQ(out["a"].dropped, 0u);
 }
 
 TEST(Limits, LowestPriorityIsAggregatedFirstThenLosesEventsFromTheEnd) {
@@ -32,17 +32,17 @@ TEST(Limits, LowestPriorityIsAggregatedFirstThenLosesEventsFromTheEnd) {
   // batch: 1 vCPU, two split events: 5 + 12 = 17 series per vCPU, 9 aggregated per VM; 4 counters.
   std::vector<PolicyDemand> d{demand("important", 10, {2}, 1), demand("default", 0, {2, 2}, 1)};
   auto out = apply_limits(d, limits(20, 4), {});
-  EXPECT_FALSE(out["important"].per_vm);
-  EXPECT_EQ(out["important"].events, 1u);
-  EXPECT_TRUE(out["default"].per_vm);
-  EXPECT_EQ(out["default"].events, 1u);  // 2 + 2 counters fit 4
+  EXPECT_FALSE(out["important"].forced_per_vm);
+  EXPECT_EQ(out["important"].dropped, 0u);
+  EXPECT_TRUE(out["default"].forced_per_vm);
+  EXPECT_EQ(out["default"].dropped, 1u);  // 2 + 2 counters fit 4
 }
 
 TEST(Limits, AmongEqualPrioritiesTheLaterPolicyDegradesFirst) {
   std::vector<PolicyDemand> d{demand("first", 0, {1, 1}, 1), demand("second", 0, {1, 1}, 1)};
   auto out = apply_limits(d, limits(0, 3), {});
-  EXPECT_EQ(out["first"].events, 2u);
-  EXPECT_EQ(out["second"].events, 1u);
+  EXPECT_EQ(out["first"].dropped, 0u);
+  EXPECT_EQ(out["second"].dropped, 1u);
 }
 
 TEST(Limits, ADegradationStaysUntilTheHostIsBelowNinetyPercentWithoutIt) {
@@ -51,15 +51,15 @@ TEST(Limits, ADegradationStaysUntilTheHostIsBelowNinetyPercentWithoutIt) {
     return apply_limits({demand("p", 0, {5, 5}, vcpus)}, limits(0, 100), previous);
   };
   LimitOutcome out = at(11, {});  // 110 > 100: one event dropped (55)
-  EXPECT_EQ(out["p"].events, 1u);
+  EXPECT_EQ(out["p"].dropped, 1u);
   out = at(10, out);  // 100 would fit the limit, but not 90%: stays degraded
-  EXPECT_EQ(out["p"].events, 1u);
+  EXPECT_EQ(out["p"].dropped, 1u);
   out = at(11, out);  // back over: no change to open or close
-  EXPECT_EQ(out["p"].events, 1u);
+  EXPECT_EQ(out["p"].dropped, 1u);
   out = at(9, out);  // 90 <= 90: restored
-  EXPECT_EQ(out["p"].events, 2u);
+  EXPECT_EQ(out["p"].dropped, 0u);
   out = at(10, out);  // 100 fits: not degraded again
-  EXPECT_EQ(out["p"].events, 2u);
+  EXPECT_EQ(out["p"].dropped, 0u);
 }
 
 TEST(Limits, PerVmAggregationHasTheSameHysteresis) {
@@ -67,17 +67,26 @@ TEST(Limits, PerVmAggregationHasTheSameHysteresis) {
     return apply_limits({demand("p", 0, {1}, vcpus, 1)}, limits(80, 0), previous);  // 8 series per vCPU; aggregated 5 per vCPU + 1
   };
   LimitOutcome out = at(11, {});  // 88 > 80
-  EXPECT_TRUE(out["p"].per_vm);
+  EXPECT_TRUE(out["p"].forced_per_vm);
   out = at(10, out);  // 80 fits, above 72
-  EXPECT_TRUE(out["p"].per_vm);
+  EXPECT_TRUE(out["p"].forced_per_vm);
   out = at(9, out);  // 72 <= 72
-  EXPECT_FALSE(out["p"].per_vm);
+  EXPECT_FALSE(out["p"].forced_per_vm);
 }
 
 TEST(Limits, HighPriorityIsRestoredFirst) {
   std::vector<PolicyDemand> d{demand("high", 5, {1, 1}, 10), demand("low", 0, {1, 1}, 10)};
-  LimitOutcome previous{{"high", {false, 1}}, {"low", {false, 1}}};
+  LimitOutcome previous{{"high", {false, 1}}, {"low", {false, 1}}};  // one event dropped from each
   auto out = apply_limits(d, limits(0, 34), previous);  // 20 now; 30 (<= 30.6) with high restored, 40 with both
-  EXPECT_EQ(out["high"].events, 2u);
-  EXPECT_EQ(out["low"].events, 1u);
+  EXPECT_EQ(out["high"].dropped, 0u);
+  EXPECT_EQ(out["low"].dropped, 1u);
+}
+
+TEST(Limits, EventsThatWereNotPlannedBeforeAreNoDegradation) {
+  // At start the policies run without events until they are probed; a reload adds events.
+  LimitOutcome before = apply_limits({demand("p", 0, {}, 10)}, limits(0, 1000), {});
+  auto out = apply_limits({demand("p", 0, {2, 2, 2}, 10)}, limits(0, 1000), before);  // 60 of 1000, 95% is fine too
+  EXPECT_EQ(out["p"].dropped, 0u);
+  out = apply_limits({demand("p", 0, {2, 2, 2, 2}, 10)}, limits(0, 1000), out);
+  EXPECT_EQ(out["p"].dropped, 0u);
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "agent/collect/counter_groups.h"
 #include "agent/collect/thread_reader.h"
 #include "policy/event_spec.h"
 
@@ -58,7 +59,7 @@ struct Worker {
 TEST(PerfGroup, CountsGrowOnALiveThreadWithOneReadPerGroup) {
   Worker worker;
   RealPerfBackend perf;
-  OpenErrors errors;
+  ErrorCounts errors;
   auto group = PerfGroup::open(perf, worker.tid, software({"task-clock", "page-faults", "cs"}), {0, 1, 2}, errors);
   ASSERT_TRUE(group.ok()) << group.error().message();
   ASSERT_TRUE(errors.empty());
@@ -76,7 +77,7 @@ TEST(PerfGroup, CountsGrowOnALiveThreadWithOneReadPerGroup) {
 
 TEST(PerfGroup, AThreadThatExitedKeepsItsFinalCountAndProcfsSaysSo) {
   RealPerfBackend perf;
-  OpenErrors errors;
+  ErrorCounts errors;
   auto worker = std::make_unique<Worker>();
   pid_t tid = worker->tid;
   auto group = PerfGroup::open(perf, tid, software({"task-clock"}), {0}, errors);
@@ -96,7 +97,7 @@ TEST(PerfGroup, OpeningOnAGoneThreadCountsEsrchAndOpensNothing) {
   pid_t tid = 0;
   std::thread([&] { tid = gettid_(); }).join();
   RealPerfBackend perf;
-  OpenErrors errors;
+  ErrorCounts errors;
   auto group = PerfGroup::open(perf, tid, software({"task-clock", "page-faults"}), {0, 1}, errors);
   ASSERT_FALSE(group.ok());
   EXPECT_EQ(group.error().err, ESRCH);
@@ -123,8 +124,9 @@ TEST(PerfGroup, DecodeRejectsBadKernelBytes) {
   EXPECT_FALSE(decode_group_read(odd, 2, ids).ok());
 }
 
-TEST(PerfGroup, ScalesForMultiplexingAndNeverInventsAValue) {
-  EXPECT_EQ(scaled(100, 10, 10), 100.0);
-  EXPECT_EQ(scaled(100, 20, 10), 200.0);
-  EXPECT_FALSE(scaled(100, 20, 0).has_value());
+TEST(PerfGroup, ADeltaIsScaledForMultiplexingAndNeverInvented) {
+  EXPECT_EQ(scaled_delta(100, 10, 10), 100.0);
+  EXPECT_EQ(scaled_delta(100, 20, 10), 200.0);
+  EXPECT_EQ(scaled_delta(100, 10, 20), 100.0);  // hybrid: running summed over core types may exceed enabled
+  EXPECT_EQ(scaled_delta(0, 20, 0), 0.0);       // did not run in the interval: nothing to add
 }

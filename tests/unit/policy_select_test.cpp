@@ -65,6 +65,13 @@ TEST(PolicySelect, MetadataKeyWithOrWithoutNamespacePrefix) {
             "investigate");
   EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<profile><level>investigated</level></profile>"}}}), "default");
   EXPECT_EQ(pick(c, {"db", "x", "", {{"https://other", "<level>investigate</level>"}}}), "default");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<p><level a=\"1\"><x>investigate</x></level></p>"}}}), "default");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<p><level/><level>investigate</level></p>"}}}), "investigate");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<p><level>investigate</other></p>"}}}), "default");
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, "<level>investigate"}}}), "default");  // cut short
+  // A 1 MiB attribute on the element: std::regex ran past the stack on it (segfault).
+  std::string huge = "<level a='" + std::string(1 << 20, 'x') + "'>investigate</level>";
+  EXPECT_EQ(pick(c, {"db", "x", "", {{uri, huge}}}), "investigate");
   EXPECT_EQ(metadata_uris(c.policies), std::vector<std::string>{uri});
 }
 
@@ -89,4 +96,14 @@ policies:
   EXPECT_NE(errors[1].message.find("intel-pebs-host-only"), std::string::npos);
   HostModel here = probe_host(HostRoot(std::string(KVMPROF_SOURCE_DIR) + "/tests/fixtures/cpus/this-machine"));
   EXPECT_TRUE(refusals_on_host(c, "p.yaml", here, builtin_quirks()).empty());  // unsupported, not refused
+}
+
+TEST(Glob, APathologicalPatternDoesNotBacktrackExponentially) {
+  // Recursive backtracking takes about 2^30 steps here; the greedy matcher a few thousand.
+  EXPECT_FALSE(glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", std::string(60, 'a')));
+  EXPECT_TRUE(glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", std::string(60, 'a') + "b"));
+  EXPECT_TRUE(glob_match("vm-[0-9]*-[!x]?", "vm-42-prod-yz"));
+  EXPECT_FALSE(glob_match("vm-[0-9]*-[!x]?", "vm-42-prod-xz"));
+  EXPECT_TRUE(glob_match("a[b", "a[b"));  // no closing ']': a literal
+  EXPECT_TRUE(glob_match("**", ""));
 }

@@ -32,7 +32,7 @@ Snapshot collect_once(FakeKernel& kernel, const HostModel& host, const Policy& p
   FakeQemuThread cpu0("CPU 0/KVM");
   qemu.add(cpu0.tid());
   auto planned = plan_events(qemu.root(), kernel, p.events, host, builtin_quirks());
-  Collector collector(qemu.root(), kernel, {{}, make_policy_plan(p, std::move(planned), 4), {}, std::chrono::milliseconds(0)});
+  Collector collector(qemu.root(), kernel, {{}, make_policy_plan(p, std::move(planned), 4), {}, std::chrono::milliseconds(0), {}});
   DomainRecord vm{"vm", kUuid, 1, 1, "", {}, {}};
   Snapshot s = collect(collector, std::vector<DomainRecord>{vm});
   series(s);  // every scrape: no duplicate series
@@ -101,7 +101,7 @@ TEST(SplitCounting, PerVmAggregationSumsTheVcpus) {
   p.aggregation = Aggregation::kPerVm;
   HostModel host = fixture("intel-skylake-client-new-ucode");
   auto planned = plan_events(qemu.root(), kernel, p.events, host, builtin_quirks());
-  Collector collector(qemu.root(), kernel, {{}, make_policy_plan(p, std::move(planned), 4), {}, std::chrono::milliseconds(0)});
+  Collector collector(qemu.root(), kernel, {{}, make_policy_plan(p, std::move(planned), 4), {}, std::chrono::milliseconds(0), {}});
   Snapshot s = collect(collector, std::vector<DomainRecord>{{"vm", kUuid, 1, 2, "", {}, {}}});
   const VmSample& vm = s.vms.at(0);
   for (const auto& vcpu : vm.vcpus) EXPECT_TRUE(vcpu.events.empty());
@@ -127,7 +127,7 @@ TEST(CollectorLimits, LowPriorityPoliciesAggregatePerVmThenLoseEvents) {
   Limits limits;
   limits.max_series = 20;   // important per vCPU (11) + batch per vCPU (17) do not fit; batch per VM (9) does
   limits.max_counters = 4;  // important needs 2, batch 4: batch keeps one event (2 counters)
-  Collector collector(qemu.root(), kernel, {{plan_of(important)}, plan_of(batch), limits, std::chrono::milliseconds(0)});
+  Collector collector(qemu.root(), kernel, {{plan_of(important)}, plan_of(batch), limits, std::chrono::milliseconds(0), {}});
   Snapshot s = collect(collector, std::vector<DomainRecord>{{"important-1", "00000000-0000-0000-0000-000000000001", 1, 1, "", {}, {}},
                                                          {"batch-1", kUuid, 2, 1, "", {}, {}}});
   std::set<std::tuple<std::string, std::string, std::string>> actions;
