@@ -132,7 +132,8 @@ TEST(Daemon, AHungLibvirtIsDownWithinItsTimeoutAndMeasurementGoesOn) {
 }
 
 TEST(Daemon, StopsPromptlyWhileLibvirtIsStuckInACall) {
-  auto* stuck = new FakeHypervisor;  // left behind with its thread, as the agent leaves libvirt behind
+  static FakeHypervisor stuck_libvirt;  // outlives the test: the agent leaves a stuck libvirt behind
+  FakeHypervisor* stuck = &stuck_libvirt;
   RunningDaemon d(kConfig, stuck);
   ASSERT_TRUE(eventually([&] { return d.value("kvmprof_libvirt_up") == 1; }));
   stuck->hold(true);
