@@ -94,8 +94,9 @@ def measure_agent(agent, groups, seconds):
     kinds, names = strace_calls(pid, seconds)
     n = cycles(agent) - c0
     total = sum(kinds.values())
-    print(f"agent: syscalls per cycle {total / n:.1f} over {n:.0f} cycles (strace -f, all threads) "
-          f"with {groups} counter groups; target <= groups + 5 = {groups + 5}")
+    print(f"agent: syscalls per cycle {total / n:.1f} over {n:.0f} cycles (strace -f, all threads); "
+          f"perf reads {kinds.get('perf', 0) / n:.1f} for {groups} counter groups (the floor: one read each), "
+          f"procfs 2 preads per QEMU thread plus a reconcile every 10 intervals")
     for kind in ("perf", "procfs", "socket", "other"):
         print(f"    {kind:<8} {kinds.get(kind, 0) / n:8.1f} per cycle")
     print("    by name: " + ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(names.items(), key=lambda kv: -kv[1])[:8]))

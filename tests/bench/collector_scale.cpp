@@ -1,6 +1,7 @@
 // Collector scale benchmark on a synthetic inventory: N real threads of this process, named
 // like QEMU vCPU threads and grouped 4 per "VM" through a host-root fixture, counted with real
-// perf software events. Prints, per N: counters opened, fds, CPU time per collection cycle.
+// perf software events, collected at the default 5 s interval in synthetic time. Prints, per
+// N: counters opened, fds, CPU time per collection cycle.
 // Syscalls per cycle are counted from outside (bench_scale.sh runs this under strace -c).
 // Usage: kvmprof_collector_scale THREADS CYCLES
 #include <pthread.h>
@@ -90,11 +91,15 @@ int main(int argc, char** argv) {
   policy.events = default_events();
   HostModel host = probe_host(HostRoot("/"));
   auto planned = plan_events(HostRoot("/"), perf, policy.events, host, builtin_quirks());
-  Collector collector(host_root, perf, {{}, make_policy_plan(policy, std::move(planned), 4), {}, std::chrono::milliseconds(0), {}});
-  collector.collect(&domains, true);  // opens everything
+  // The agent's default interval, in synthetic time, so each VM's threads are reconciled every
+  // 10th cycle as on a real host (a cycle here takes milliseconds, not 5 s).
+  constexpr auto kInterval = std::chrono::milliseconds(5000);
+  Collector collector(host_root, perf, {{}, make_policy_plan(policy, std::move(planned), 4), {}, kInterval, {}});
+  auto now = std::chrono::steady_clock::now();
+  collector.collect(&domains, true, now);  // opens everything
   double before = cpu_seconds();
   auto wall = std::chrono::steady_clock::now();
-  for (int c = 0; c < cycles; ++c) collector.collect(&domains, true);
+  for (int c = 0; c < cycles; ++c) collector.collect(&domains, true, now += kInterval);
   double cpu = cpu_seconds() - before;
   double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
   std::printf("threads %d vms %zu open_fds %zu cpu_ms_per_cycle %.3f wall_ms_per_cycle %.3f us_per_thread %.2f\n", threads,
