@@ -215,8 +215,7 @@ std::vector<SourceStatus> Collector::sources(bool libvirt_live, const std::map<s
   auto [vcpus, untrusted] = cpu_.tick_trust();
   out.push_back({"procfs_tick_split", vcpus > 0 && untrusted == 0,
                  vcpus == 0 ? kNoVcpuThreads
-                            : std::to_string(untrusted) + " of " + std::to_string(vcpus) +
-                                  " vCPU threads have stat ticks that disagree with schedstat; they export mode=\"all\""});
+                            : "vCPU threads have stat ticks that disagree with schedstat; they export mode=\"all\""});
   for (const auto& [event, h] : health) {
     if (h.counted) tracepoints_fired_.insert(event);
   }
