@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "agent/collect/collector.h"
@@ -65,6 +67,20 @@ inline double cpu_total(const VcpuSample& v) {
   for (const auto& m : v.cpu) sum += m.seconds;
   return sum;
 }
+
+// A 1-vCPU VM whose vCPU is a real (spinning) thread of this process, counted by the real
+// kernel, with its collector planned as the agent plans it.
+struct RealVm {
+  RealVm() {
+    qemu.add(cpu0->tid());
+    collector.emplace(qemu.root(), perf, plan_for(perf, qemu.root()));
+  }
+
+  QemuFixture qemu;
+  std::unique_ptr<FakeQemuThread> cpu0 = std::make_unique<FakeQemuThread>("CPU 0/KVM");
+  RealPerfBackend perf;
+  std::optional<Collector> collector;
+};
 
 // A VM of two vCPU threads and one emulator thread made of files, counted by a fake kernel.
 struct FileVm {

@@ -23,11 +23,8 @@ TEST(Collector, ReadsEachCounterGroupOncePerCycle) {
 }
 
 TEST(Collector, EmfileIsCountedThenRetriedWithBackoff) {
-  QemuFixture qemu;
-  FakeQemuThread cpu0("CPU 0/KVM");
-  qemu.add(cpu0.tid());
-  RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
+  RealVm vm;
+  Collector& collector = *vm.collector;
   rlimit saved{};
   ::getrlimit(RLIMIT_NOFILE, &saved);
   // New fds take the lowest free numbers: allow exactly the next two (the procfs files).

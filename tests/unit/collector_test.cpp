@@ -59,11 +59,8 @@ TEST(Collector, AThreadExitingMidCycleIsCountedAndItsFdsClosed) {
 }
 
 TEST(Collector, ManyStartsAndStopsLeakNoFds) {
-  QemuFixture qemu;
-  FakeQemuThread cpu0("CPU 0/KVM");
-  qemu.add(cpu0.tid());
-  RealPerfBackend perf;
-  Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
+  RealVm vm;
+  Collector& collector = *vm.collector;
   const size_t baseline = open_fds();
   for (int i = 0; i < 200; ++i) {
     Snapshot s = collect(collector, {domain(1, i)});  // new id: restarted
@@ -96,14 +93,11 @@ TEST(Collector, AVmWhoseQemuExitedLeavesInTheSameCycle) {
   // either way the VM leaves in the cycle that finds its threads gone, while libvirt cannot be asked.
   for (bool zombie : {false, true}) {
     SCOPED_TRACE(zombie ? "zombie" : "gone");
-    QemuFixture qemu;
-    auto cpu0 = std::make_unique<FakeQemuThread>("CPU 0/KVM");
-    qemu.add(cpu0->tid());
-    RealPerfBackend perf;
-    Collector collector(qemu.root(), perf, plan_for(perf, qemu.root()));
+    RealVm vm;
+    Collector& collector = *vm.collector;
     collect(collector, {domain(1)});
-    cpu0.reset();
-    zombie ? qemu.become_zombie() : qemu.remove_process();
+    vm.cpu0.reset();
+    zombie ? vm.qemu.become_zombie() : vm.qemu.remove_process();
     Snapshot s = collect_without_libvirt(collector);
     EXPECT_TRUE(s.vms.empty());
     s = collect(collector, {domain(1)});  // an older answer that still lists it does not bring it back
