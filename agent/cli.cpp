@@ -40,6 +40,8 @@ std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliErr
     } else if (a == "--guest" && opts.command == "explain") {
       if (!(v = value(a))) return std::nullopt;
       opts.guest = *v;
+    } else if (a == "--sample" && opts.command == "explain") {
+      opts.sample = true;
     } else if (opts.command == "explain" && !a.starts_with('-')) {
       opts.events.push_back(a);
     } else if (opts.command == "check-config" && !opts.config_given && !a.starts_with('-')) {
@@ -60,7 +62,7 @@ Usage:
   kvmprof-agent [run] [--config FILE] [--listen ADDR] [--root DIR] [--log-level LEVEL]
   kvmprof-agent check-config FILE [--root DIR]
   kvmprof-agent probe [--root DIR] [--json]
-  kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [EVENT...]
+  kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [--sample] [EVENT...]
   kvmprof-agent --help | --version
 
 Commands:
@@ -76,6 +78,10 @@ Commands:
                  (guest, host, all or split), the status (ok, degraded, refused, unsupported),
                  the reason and the quirk's source. On the live host each decision is also
                  opened through the fallback ladder, so you see what the kernel accepts.
+                 Without EVENT it also explains every policy's sampling event; --sample
+                 explains the EVENTs as sampling events (99 Hz, kernel callchains): which
+                 modes the samples can have and the sampling attrs (sample_type, freq,
+                 exclude bits, precise_ip, sample_id_all, use_clockid).
 
 Options:
   -c, --config FILE    config file (default /etc/kvmprof/agent.yaml; built-in defaults if the
@@ -85,6 +91,7 @@ Options:
                        fixture such as tests/fixtures/cpus/intel-skylake-client-new-ucode)
   --log-level LEVEL    error | warning | info (default) | debug
   --guest MODE         explain with guest: auto (default), include, exclude or split
+  --sample             explain the EVENTs as sampling events
   --json               probe prints JSON
 
 Events use perf's syntax: cycles, instructions:u, cycles:pp, cycles:G (guest only),
@@ -100,6 +107,7 @@ Needs root, or CAP_PERFMON + CAP_SYS_PTRACE with read access to libvirt's socket
 Examples:
   kvmprof-agent --config /etc/kvmprof/agent.yaml
   kvmprof-agent explain cycles:p cycles:pG instructions --guest split
+  kvmprof-agent explain --sample cpu-clock cycles:p
   kvmprof-agent explain --root tests/fixtures/cpus/intel-skylake-client-old-ucode cycles:p
   curl -s localhost:9477/metrics | grep kvmprof_vcpu_cpu_seconds_total
 )";

@@ -16,6 +16,7 @@ struct CliOptions {
   bool json = false;                  // probe --json
   std::string guest = "auto";         // explain --guest
   std::vector<std::string> events;    // explain EVENT...
+  bool sample = false;                // explain --sample: the events as sampling events
 };
 
 struct CliError {

@@ -11,6 +11,7 @@ namespace kvmprof {
 int run_probe(const std::string& root, bool json);
 // On the live host (root "/") each decision is also opened on the agent's own thread through
 // the open ladder, so the output shows what the kernel really accepts.
-int run_explain(const std::string& root, const std::vector<EventSpec>& events, GuestMode guest);
+int run_explain(const std::string& root, const std::vector<EventSpec>& events, GuestMode guest,
+                const std::vector<SamplingConfig>& sampling);
 
 }  // namespace kvmprof

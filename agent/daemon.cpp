@@ -92,6 +92,7 @@ int Daemon::run() {
 }
 
 void Daemon::stop_threads() {
+  sampler_thread_.reset();
   planner_.reset();  // stops between two events
   if (discovery_) libvirt_abandoned_ = !discovery_->stop(Discovery::kStopWait);
 }
@@ -140,6 +141,7 @@ Result<bool> Daemon::start_http() {
 // The planner and the libvirt thread hand their results to this loop; the collector runs on
 // the config's policies without events until the first plan is done.
 void Daemon::start_threads() {
+  sampler_thread_ = std::make_unique<SamplerThread>(collector_.sampler());
   planner_ = std::make_unique<Planner>(root_, perf_, host_, [this](CollectorPlan plan, uint64_t generation) {
     boost::asio::post(io_, [this, plan = std::move(plan), generation]() mutable { on_planned(std::move(plan), generation); });
   });

@@ -1,7 +1,7 @@
 #pragma once
 // Daemon: the collection loop on one Boost.Asio io_context (timers, signals, collection,
 // reloads), wired to the agent's other threads: the HTTP server's, the libvirt Discovery
-// thread and the Planner. They meet only through values posted to this loop and through the
+// thread, the Planner and the sampler thread (which drains rings under the Sampler's lock). They meet only through values posted to this loop and through the
 // snapshot store; nothing the loop does waits on libvirt.
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
 #include <boost/asio.hpp>
@@ -94,6 +94,7 @@ class Daemon {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<Planner> planner_;
   std::unique_ptr<Discovery> discovery_;
+  std::unique_ptr<SamplerThread> sampler_thread_;
 };
 
 }  // namespace kvmprof

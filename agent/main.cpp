@@ -48,10 +48,18 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
     }
     events.push_back(std::get<EventSpec>(parsed));
   }
-  if (events.empty()) {
+  std::vector<SamplingConfig> sampling;
+  if (opts.sample) {
+    for (const auto& spec : events) sampling.push_back(SamplingConfig{PolicyEvent{spec, *guest, {}}});
+    events.clear();
+  } else if (events.empty()) {
     for (const auto& e : config.default_policy.events) events.push_back(e.spec);
+    for (const auto& p : config.policies) {
+      if (p.sampling) sampling.push_back(*p.sampling);
+    }
+    if (config.default_policy.sampling) sampling.push_back(*config.default_policy.sampling);
   }
-  return run_explain(opts.root, events, *guest);
+  return run_explain(opts.root, events, *guest, sampling);
 }
 
 // The agent with the real libvirt and kernel. When the libvirt thread is stuck in a call at

@@ -1,5 +1,7 @@
 #include "agent/report.h"
 
+#include "policy/attr_text.h"
+
 #include <cstdio>
 #include <sstream>
 
@@ -16,16 +18,6 @@ void field(std::ostringstream& out, const char* name, const std::string& value) 
   char buf[64];
   std::snprintf(buf, sizeof buf, "  %-32s ", name);
   out << buf << value << "\n";
-}
-
-std::string sample_type(uint64_t t) {
-  std::string out;
-  const std::pair<uint64_t, const char*> names[] = {{PERF_SAMPLE_IP, "IP"}, {PERF_SAMPLE_TID, "TID"},
-                                                    {PERF_SAMPLE_TIME, "TIME"}, {PERF_SAMPLE_PERIOD, "PERIOD"}};
-  for (auto [bit, name] : names) {
-    if (t & bit) out += (out.empty() ? "" : "|") + std::string(name);
-  }
-  return out;
 }
 
 std::string opt(const std::optional<bool>& b) { return b ? (*b ? "Y" : "N") : "absent"; }
@@ -48,7 +40,7 @@ std::string format_attr(const perf_event_attr& a) {
   num("size", a.size);
   if (a.config) field(out, "config", hex(a.config));
   if (a.sample_period) field(out, "{ sample_period, sample_freq }", std::to_string(a.sample_period));
-  if (a.sample_type) field(out, "sample_type", sample_type(a.sample_type));
+  if (a.sample_type) field(out, "sample_type", sample_type_names(a.sample_type));
   num("exclude_user", a.exclude_user);
   num("exclude_kernel", a.exclude_kernel);
   num("exclude_hv", a.exclude_hv);
@@ -57,6 +49,12 @@ std::string format_attr(const perf_event_attr& a) {
   num("precise_ip", a.precise_ip);
   num("exclude_host", a.exclude_host);
   num("exclude_guest", a.exclude_guest);
+  num("exclude_callchain_user", a.exclude_callchain_user);
+  num("sample_id_all", a.sample_id_all);
+  num("watermark", a.watermark);
+  num("use_clockid", a.use_clockid);
+  num("clockid", a.use_clockid ? static_cast<uint64_t>(a.clockid) : 0);
+  num("wakeup_watermark", a.watermark ? a.wakeup_watermark : 0);
   if (a.config1) field(out, "config1", hex(a.config1));
   if (a.config2) field(out, "config2", hex(a.config2));
   return out.str();
@@ -136,13 +134,17 @@ std::string format_host_json(const HostModel& h, const QuirkTable& quirks) {
   return out.str();
 }
 
-std::string format_decision(const Decision& d, const OpenedDecision* opened) {
+std::string format_decision(const Decision& d, const OpenedDecision* opened, bool sampling) {
   std::ostringstream out;
   DecisionStatus status = opened ? opened->status : d.status;
   std::string semantics = opened ? opened->semantics : d.semantics;
-  out << d.event << "  (guest: " << to_string(d.requested) << (d.explicit_request ? ", explicit" : "") << ")\n"
+  std::string what = semantics.empty() ? "nothing (not opened)" : semantics;
+  if (sampling && semantics == "all") what = "all: samples tagged guest_kernel/guest_user, host_kernel, host_user by their misc bits";
+  if (sampling && semantics == "host") what = "host: samples tagged host_kernel/host_user";
+  out << (sampling ? "sampling " : "") << d.event << "  (guest: " << to_string(d.requested) << (d.explicit_request ? ", explicit" : "")
+      << ")\n"
       << "  status:    " << to_string(status) << "\n"
-      << "  counts:    " << (semantics.empty() ? "nothing (not opened)" : semantics) << "\n"
+      << (sampling ? "  samples:   " : "  counts:    ") << what << "\n"
       << "  reason:    " << (opened && !opened->reason.empty() ? opened->reason : d.reason) << "\n";
   for (const auto& s : d.sources) out << "  source:    " << s << "\n";
   if (opened) {
@@ -153,7 +155,7 @@ std::string format_decision(const Decision& d, const OpenedDecision* opened) {
     const std::string& mode = opened ? opened->counters[i].mode : d.counters[i].mode;
     const std::string& pmu = opened ? opened->counters[i].pmu : d.counters[i].pmu;
     const perf_event_attr& attr = opened ? opened->counters[i].attr : d.counters[i].attr;
-    out << "  counter " << i + 1 << ": counts " << mode << (pmu.empty() ? "" : " on PMU " + pmu) << "\n" << format_attr(attr);
+    out << (sampling ? "  sampler " : "  counter ") << i + 1 << (sampling ? ": samples " : ": counts ") << mode << (pmu.empty() ? "" : " on PMU " + pmu) << "\n" << format_attr(attr);
   }
   return out.str();
 }

@@ -16,7 +16,8 @@ std::string format_attr(const perf_event_attr& attr);
 std::string format_host(const HostModel& host, const QuirkTable& quirks);
 std::string format_host_json(const HostModel& host, const QuirkTable& quirks);
 // The decision; `opened` (may be null) is what the kernel accepted through the ladder.
-std::string format_decision(const Decision& d, const OpenedDecision* opened);
+// `sampling`: a sampling event's decision, whose samples say themselves where they were taken.
+std::string format_decision(const Decision& d, const OpenedDecision* opened, bool sampling = false);
 
 std::string json_string(std::string_view s);
 

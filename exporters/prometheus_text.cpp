@@ -60,6 +60,21 @@ struct VmFamilies {
   MetricFamily vm_events = family("kvmprof_vm_events_total",
                                   "perf counts summed over the VM's vCPUs (policies with aggregation per_vm).",
                                   MetricType::Counter);
+  MetricFamily samples = family("kvmprof_vcpu_samples_total",
+                                "Samples taken on the vCPU thread by mode, as each sample's misc bits say: guest_kernel, "
+                                "guest_user (the guest ran; guest IP, no callchain), host_kernel (KVM exits and "
+                                "emulation), host_user (QEMU), hypervisor, unknown.",
+                                MetricType::Counter);
+  MetricFamily emulator_samples = family("kvmprof_vm_emulator_samples_total",
+                                         "Samples taken on the VM's non-vCPU QEMU threads (sampling threads: all), by mode.",
+                                         MetricType::Counter);
+  MetricFamily lost = family("kvmprof_samples_lost_total",
+                             "Samples lost: ring_full (the ring had no room: PERF_RECORD_LOST), kernel_dropped "
+                             "(PERF_RECORD_LOST_SAMPLES), corrupt (records that did not decode).",
+                             MetricType::Counter);
+  MetricFamily throttles = family("kvmprof_sample_throttles_total",
+                                  "Times the kernel throttled the VM's sampling (kernel.perf_event_max_sample_rate).",
+                                  MetricType::Counter);
 };
 
 void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
@@ -75,6 +90,9 @@ void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
     add(f.enabled, event, e.enabled_seconds);
     add(f.running, event, e.running_seconds);
   }
+  for (const auto& sv : vcpu.samples) {
+    add(f.samples, with(with(labels, "event", sv.event), "mode", sv.mode), static_cast<double>(sv.count));
+  }
 }
 
 void render_vm(VmFamilies& f, const VmSample& vm) {
@@ -84,6 +102,11 @@ void render_vm(VmFamilies& f, const VmSample& vm) {
   add(f.mapped, labels, vm.mapped ? 1 : 0);
   for (const auto& m : vm.emulator_cpu) add(f.emulator, with(labels, "mode", m.mode), m.seconds);
   for (const auto& vcpu : vm.vcpus) render_vcpu(f, labels, vcpu);
+  for (const auto& sv : vm.emulator_samples) {
+    add(f.emulator_samples, with(with(labels, "event", sv.event), "mode", sv.mode), static_cast<double>(sv.count));
+  }
+  for (const auto& [reason, count] : vm.samples_lost) add(f.lost, with(labels, "reason", reason), static_cast<double>(count));
+  if (vm.sample_throttles) add(f.throttles, labels, static_cast<double>(*vm.sample_throttles));
 }
 
 template <class Map>
@@ -121,15 +144,18 @@ void render_health(std::vector<MetricFamily>& out, const Snapshot& s, const Buil
         s.config_reload_ok ? 1 : 0);
   gauge("kvmprof_config_last_reload_success_timestamp_seconds", "Time of the last good (re)load.",
         s.config_reload_success_timestamp);
+  gauge("kvmprof_sample_ring_bytes", "Locked memory of every sampling ring buffer (perf_event_mlock_kb).",
+        static_cast<double>(s.sample_ring_bytes));
   gauge("kvmprof_build_info", "Version and git revision of this agent.", 1,
         {{"version", build.version}, {"revision", build.revision}});
   out.push_back(family("kvmprof_event_info",
-                       "One per configured event: what the policy engine decided on this host and why.",
+                       "One per configured event (use=count) and sampling event (use=sample): what the policy "
+                       "engine decided on this host, why, and the attrs opened.",
                        MetricType::Gauge));
   for (const auto& e : s.event_info) {
-    add(out.back(), {{"event", e.event}, {"policy", e.policy}, {"guest", e.guest},
+    add(out.back(), {{"use", e.use}, {"event", e.event}, {"policy", e.policy}, {"guest", e.guest},
                      {"precise", std::to_string(e.precise)}, {"status", e.status},
-                     {"counts", e.semantics}, {"reason", e.reason}}, 1);
+                     {"counts", e.semantics}, {"reason", e.reason}, {"attrs", e.attrs}}, 1);
   }
   out.push_back(family("kvmprof_limit_action_info",
                        "What a host limit took from a policy: action per_vm (aggregated instead of per "
@@ -150,14 +176,15 @@ void render_health(std::vector<MetricFamily>& out, const Snapshot& s, const Buil
 std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& build) {
   VmFamilies f;
   for (const auto& vm : snapshot.vms) render_vm(f, vm);
-  std::vector<MetricFamily> out{f.info, f.mapped, f.cpu, f.wait, f.emulator, f.exits, f.events,
-                                f.enabled, f.running, f.vm_events};
+  std::vector<MetricFamily> out{f.info,    f.mapped,  f.cpu,       f.wait,    f.emulator,         f.exits,
+                                f.events,  f.enabled, f.running,   f.vm_events, f.samples, f.emulator_samples,
+                                f.lost,    f.throttles};
   render_health(out, snapshot, build);
   out.push_back(error_counter("kvmprof_perf_open_errors_total", "Failed perf_event_open calls.",
                               "event", "errno", snapshot.perf_open_errors));
   out.push_back(error_counter("kvmprof_perf_open_fallbacks_total",
-                              "Steps the open ladder took for an event (attr_size, drop_exclude_bits, "
-                              "set_exclude_guest, lower_precise, raise_nofile).",
+                              "Steps the open ladder took for an event (attr_size, no_clockid, no_sample_identifier, "
+                              "drop_exclude_bits, set_exclude_guest, lower_precise, raise_nofile).",
                               "event", "step", snapshot.open_fallbacks));
   out.push_back(error_counter("kvmprof_read_errors_total",
                               "Failed reads (a thread that exited mid-cycle, a refused read).",

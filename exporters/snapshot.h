@@ -26,12 +26,20 @@ struct EventValue {
   double running_seconds = 0;
 };
 
+// Samples of one (event, mode): mode as the sample's misc bits say, e.g. "guest_kernel", "host_kernel".
+struct SampleValue {
+  std::string event;
+  std::string mode;
+  uint64_t count = 0;
+};
+
 struct VcpuSample {
   unsigned index = 0;
   std::vector<ModeValue> cpu;  // either the split modes or "all", never both
   std::optional<double> wait_seconds;  // absent until its thread's schedstat was read
   std::map<std::string, uint64_t> exits;  // reason -> count; empty if no live source
   std::vector<EventValue> events;
+  std::vector<SampleValue> samples;
 };
 
 struct VmSample {
@@ -42,13 +50,16 @@ struct VmSample {
   std::vector<VcpuSample> vcpus;
   std::vector<ModeValue> emulator_cpu;
   std::vector<EventValue> events;  // per-VM aggregation: sums over the vCPUs
+  std::vector<SampleValue> emulator_samples;  // samples of its non-vCPU threads
+  std::map<std::string, uint64_t> samples_lost;  // by reason; empty when the VM is not sampled
+  std::optional<uint64_t> sample_throttles;      // absent when the VM is not sampled
 };
 
 // The entry of vCPU `index`, made in index order when missing.
 inline VcpuSample& vcpu_sample(VmSample& vm, unsigned index) {
   auto it = std::lower_bound(vm.vcpus.begin(), vm.vcpus.end(), index,
                              [](const VcpuSample& v, unsigned i) { return v.index < i; });
-  if (it == vm.vcpus.end() || it->index != index) it = vm.vcpus.insert(it, VcpuSample{index, {}, {}, {}, {}});
+  if (it == vm.vcpus.end() || it->index != index) it = vm.vcpus.insert(it, VcpuSample{index, {}, {}, {}, {}, {}});
   return *it;
 }
 
@@ -67,6 +78,7 @@ struct SourceStatus {
 
 // One decision of the policy engine, exported as kvmprof_event_info.
 struct EventInfo {
+  std::string use = "count";  // "count" or "sample"
   std::string event;
   std::string policy;     // the policy that asked for it ("default" until per-VM policies)
   std::string guest;      // requested: auto, include, exclude, split, guest-only
@@ -74,6 +86,7 @@ struct EventInfo {
   std::string status;     // ok, degraded, refused, unsupported
   std::string semantics;  // what is counted: all, host, guest, split; empty when not counted
   std::string reason;
+  std::string attrs;  // the attr fields that decide what it counts or samples, perf stat -vv style
 };
 
 struct HistogramData {
@@ -94,6 +107,7 @@ struct Snapshot {
   std::map<std::pair<std::string, std::string>, uint64_t> open_fallbacks;    // (event, ladder step)
   std::map<std::pair<std::string, std::string>, uint64_t> read_errors;       // (source, errno)
   std::map<std::string, uint64_t> discovery_errors;                          // reason
+  uint64_t sample_ring_bytes = 0;  // locked memory of every sampling ring
   HistogramData collection_duration;
   bool config_reload_ok = true;
   double config_reload_success_timestamp = 0;

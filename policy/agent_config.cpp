@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <linux/perf_event.h>
 #include <map>
 #include <set>
 
@@ -27,6 +28,12 @@ constexpr Range kPriority{-1000, 1000};
 constexpr Range kMaxCounters{0, 10'000'000};
 constexpr Range kMaxSeries{0, 1'000'000'000};
 constexpr Range kGroupSize{2, 32};  // at least a host/guest pair
+constexpr Range kMaxSampledThreads{0, 10'000'000};
+constexpr Range kMaxRingBytes{0, int64_t{1} << 40};
+// kernel.perf_event_max_sample_rate is 100000 at most (kernel/events/core.c DEFAULT_MAX_SAMPLE_RATE).
+constexpr Range kSampleHz{1, 100'000};
+constexpr Range kSamplePeriod{1, int64_t{1} << 62};
+constexpr size_t kMaxRingPages = 1024;
 // yaml-cpp refuses deeper nesting with the message "bad file" (src/singledocparser.cpp DepthGuard<500>).
 constexpr int kMaxYamlDepth = 500;
 
@@ -62,6 +69,9 @@ class Loader {
   void load_limits(const YAML::Node& node, Limits& limits);
   std::vector<PolicyEvent> load_events(const YAML::Node& node);
   std::optional<PolicyEvent> load_event(const YAML::Node& item);
+  std::optional<PolicyEvent> event_from(const YAML::Node& spec_node, const YAML::Node* options);
+  std::optional<SamplingConfig> load_sampling(const YAML::Node& node);
+  std::optional<size_t> buffer_pages(const YAML::Node& node);
   bool apply_precise(const YAML::Node& node, EventSpec& spec);
   Selector load_selector(const YAML::Node& node);
   Policy load_policy(const YAML::Node& node, bool is_default);
@@ -126,22 +136,26 @@ void check_listen(Loader& l, const YAML::Node& node, const std::string& listen) 
 }
 
 std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
-  // Construct, never assign: assigning to a YAML::Node overwrites the node it aliases.
-  const YAML::Node spec_node = item.IsMap() ? item["event"] : item;
+  if (!item.IsMap()) return event_from(item, nullptr);
+  if (!keys(item, {"event", "guest", "precise"}, "events[]")) return std::nullopt;
+  if (!item["event"]) {
+    error(item, "an event entry needs 'event: SPEC'");
+    return std::nullopt;
+  }
+  return event_from(item["event"], &item);
+}
+
+// An event spec with the `guest:` and `precise:` keys of `options` (a map, or null).
+std::optional<PolicyEvent> Loader::event_from(const YAML::Node& spec_node, const YAML::Node* options) {
+  const YAML::Node guest_node = options ? (*options)["guest"] : YAML::Node();
+  const YAML::Node precise_node = options ? (*options)["precise"] : YAML::Node();
   GuestMode guest = GuestMode::kAuto;
-  if (item.IsMap()) {
-    if (!keys(item, {"event", "guest", "precise"}, "events[]")) return std::nullopt;
-    if (!spec_node) {
-      error(item, "an event entry needs 'event: SPEC'");
-      return std::nullopt;
-    }
-    if (item["guest"]) {
-      auto mode = scalar(item["guest"], "guest");
-      auto parsed = mode ? parse_guest_mode(*mode) : std::nullopt;
-      if (mode && !parsed) error(item["guest"], "'guest' must be auto, include, exclude or split");
-      if (!parsed) return std::nullopt;
-      guest = *parsed;
-    }
+  if (options && guest_node) {
+    auto mode = scalar(guest_node, "guest");
+    auto parsed = mode ? parse_guest_mode(*mode) : std::nullopt;
+    if (mode && !parsed) error(guest_node, "'guest' must be auto, include, exclude or split");
+    if (!parsed) return std::nullopt;
+    guest = *parsed;
   }
   auto text = scalar(spec_node, "event");
   if (!text) return std::nullopt;
@@ -153,12 +167,65 @@ std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
     return std::nullopt;
   }
   auto spec = std::get<EventSpec>(std::move(parsed));
-  if (item.IsMap() && item["precise"] && !apply_precise(item["precise"], spec)) return std::nullopt;
+  if (options && precise_node && !apply_precise(precise_node, spec)) return std::nullopt;
   if (spec.mods.guest_host_given && guest != GuestMode::kAuto) {
-    error(item["guest"], "event '" + spec.text + "' already says G/H; drop 'guest' or the modifier");
+    error(guest_node, "event '" + spec.text + "' already says G/H; drop 'guest' or the modifier");
     return std::nullopt;
   }
   return PolicyEvent{std::move(spec), guest, mark_of(spec_node)};
+}
+
+// `buffer: PAGES` or `buffer: 64KiB` / `1MiB`: data pages per ring, a power of two.
+std::optional<size_t> Loader::buffer_pages(const YAML::Node& node) {
+  auto text = scalar(node, "buffer");
+  if (!text) return std::nullopt;
+  uint64_t value = 0;
+  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  std::string_view unit(p, text->data() + text->size() - p);
+  const std::map<std::string_view, uint64_t> units{{"", 0}, {"KiB", 1024}, {"MiB", 1024 * 1024}};
+  auto u = units.find(unit);
+  if (ec == std::errc() && p != text->data() && u != units.end() && value <= kMaxRingPages * kRingPageBytes) {
+    uint64_t pages = u->second == 0 ? value : value * u->second / kRingPageBytes;
+    bool whole = u->second == 0 || value * u->second % kRingPageBytes == 0;
+    if (whole && pages >= 1 && pages <= kMaxRingPages && (pages & (pages - 1)) == 0) return pages;
+  }
+  error(node, "'buffer' must be a power of two of 4 KiB pages from 1 to " + std::to_string(kMaxRingPages) +
+                  ", as pages (16) or bytes (64KiB, 1MiB)");
+  return std::nullopt;
+}
+
+std::optional<SamplingConfig> Loader::load_sampling(const YAML::Node& node) {
+  if (!keys(node, {"event", "guest", "precise", "frequency", "period", "threads", "callchain", "buffer"}, "sampling")) {
+    return std::nullopt;
+  }
+  SamplingConfig s;
+  s.mark = mark_of(node);
+  const YAML::Node spec_node = node["event"] ? node["event"] : YAML::Node("cpu-clock");
+  auto event = event_from(spec_node, &node);
+  if (!event) return std::nullopt;
+  s.event = std::move(*event);
+  if (!node["event"]) s.event.mark = s.mark;
+  if (s.event.guest == GuestMode::kSplit) {
+    error(node["guest"], "sampling has no 'split': every sample says itself whether it was taken in the guest "
+                         "(guest_kernel, guest_user) or on the host; use auto, include or exclude");
+  }
+  if (node["frequency"]) s.frequency = integer(node["frequency"], "frequency", kSampleHz);
+  if (node["period"]) s.period = integer(node["period"], "period", kSamplePeriod);
+  if (node["frequency"] && node["period"]) error(node["period"], "give 'frequency' or 'period', not both");
+  if (const auto& t = node["threads"]) {
+    auto text = scalar(t, "threads");
+    if (text == "vcpu" || text == "all") s.threads = text == "vcpu" ? SampleThreads::kVcpu : SampleThreads::kAll;
+    else if (text) error(t, "'threads' must be vcpu or all");
+  }
+  if (const auto& c = node["callchain"]) {
+    auto text = scalar(c, "callchain");
+    if (text == "none") s.callchain = Callchain::kNone;
+    else if (text == "kernel") s.callchain = Callchain::kKernel;
+    else if (text == "kernel+user") s.callchain = Callchain::kKernelUser;
+    else if (text) error(c, "'callchain' must be none, kernel or kernel+user");
+  }
+  if (node["buffer"]) s.buffer_pages = buffer_pages(node["buffer"]);
+  return s;
 }
 
 // `precise: 0-3 | max` is the p/pp/ppp/P modifier written as a key; the label shows it the perf way.
@@ -233,7 +300,7 @@ Selector Loader::load_selector(const YAML::Node& node) {
 Policy Loader::load_policy(const YAML::Node& node, bool is_default) {
   Policy p;
   p.mark = mark_of(node);
-  std::set<std::string> allowed{"events", "aggregation", "interval", "priority"};
+  std::set<std::string> allowed{"events", "aggregation", "interval", "priority", "sampling"};
   if (!is_default) allowed.insert({"name", "match"});
   if (!keys(node, allowed, is_default ? "default" : "policy")) return p;
   p.name = is_default ? "default" : node["name"] ? scalar(node["name"], "name").value_or("") : "";
@@ -250,6 +317,7 @@ Policy Loader::load_policy(const YAML::Node& node, bool is_default) {
     else if (text) error(a, "'aggregation' must be per_vcpu or per_vm");
   }
   if (node["interval"]) p.interval = duration(node["interval"], "interval", kMinInterval);
+  if (node["sampling"]) p.sampling = load_sampling(node["sampling"]);
   if (node["priority"]) p.priority = static_cast<int>(integer(node["priority"], "priority", kPriority).value_or(0));
   return p;
 }
@@ -280,13 +348,15 @@ void Loader::load_libvirt(const YAML::Node& node, AgentConfig& config) {
 }
 
 void Loader::load_limits(const YAML::Node& node, Limits& limits) {
-  if (!keys(node, {"max_counters", "max_series", "max_group_size"}, "limits")) return;
+  if (!keys(node, {"max_counters", "max_series", "max_group_size", "max_sampled_threads", "max_ring_bytes"}, "limits")) return;
   auto read = [&](const char* key, Range range, size_t& out) {
     if (node[key]) out = static_cast<size_t>(integer(node[key], key, range).value_or(static_cast<int64_t>(out)));
   };
   read("max_counters", kMaxCounters, limits.max_counters);
   read("max_series", kMaxSeries, limits.max_series);
   read("max_group_size", kGroupSize, limits.max_group_size);
+  read("max_sampled_threads", kMaxSampledThreads, limits.max_sampled_threads);
+  read("max_ring_bytes", kMaxRingBytes, limits.max_ring_bytes);
 }
 
 void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
@@ -315,7 +385,7 @@ AgentConfig Loader::load(const YAML::Node& root) {
   load_top(root, config);
   config.default_policy = root["default"] ? load_policy(root["default"], true) : Policy{};
   config.default_policy.name = "default";
-  if (root["events"] && root["default"]) error(root["events"], "give the default events either as 'events' or in 'default', not both");
+  if (root["events"] && root["default"] && root["default"]["events"]) error(root["events"], "give the default events either as 'events' or in 'default', not both");
   if (root["events"]) config.default_policy.events = load_events(root["events"]);
   if (!root["events"] && !(root["default"] && root["default"]["events"])) config.default_policy.events = default_events();
   if (const auto& policies = root["policies"]) {
@@ -380,6 +450,34 @@ std::optional<GuestMode> parse_guest_mode(std::string_view text) {
   if (text == "exclude") return GuestMode::kExclude;
   if (text == "split") return GuestMode::kSplit;
   return std::nullopt;
+}
+
+std::optional<uint64_t> SamplingConfig::rate_hz() const {
+  if (!period) return frequency.value_or(kDefaultSampleHz);
+  const auto* sw = std::get_if<SoftwareEvent>(&event.spec.kind);
+  bool clock = sw && (sw->config == PERF_COUNT_SW_CPU_CLOCK || sw->config == PERF_COUNT_SW_TASK_CLOCK);
+  if (!clock) return std::nullopt;
+  return std::max<uint64_t>(1, 1'000'000'000 / *period);
+}
+
+size_t SamplingConfig::data_pages() const {
+  if (buffer_pages) return *buffer_pages;
+  constexpr uint64_t kBytesPerSecondPerHz = 1024 / 4;  // a quarter second of 1 KiB samples
+  uint64_t want = rate_hz().value_or(kDefaultSampleHz * 10) * kBytesPerSecondPerHz / kRingPageBytes;
+  size_t pages = 2;
+  while (pages < want && pages < 128) pages *= 2;
+  return pages;
+}
+
+std::string_view to_string(SampleThreads threads) { return threads == SampleThreads::kVcpu ? "vcpu" : "all"; }
+
+std::string_view to_string(Callchain callchain) {
+  switch (callchain) {
+    case Callchain::kNone: return "none";
+    case Callchain::kKernel: return "kernel";
+    case Callchain::kKernelUser: return "kernel+user";
+  }
+  return "?";
 }
 
 std::string_view to_string(GuestMode mode) {

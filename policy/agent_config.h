@@ -15,6 +15,8 @@ namespace kvmprof {
 
 enum class GuestMode { kAuto, kInclude, kExclude, kSplit, kGuestOnly };
 enum class Aggregation { kPerVcpu, kPerVm };
+enum class SampleThreads { kVcpu, kAll };               // all: vCPU, emulator and I/O threads
+enum class Callchain { kNone, kKernel, kKernelUser };
 
 struct Mark {
   int line = 0;    // 1-based
@@ -25,6 +27,29 @@ struct PolicyEvent {
   EventSpec spec;
   GuestMode guest = GuestMode::kAuto;
   Mark mark;  // where the event is written, for errors found later (refusals on a host)
+};
+
+inline constexpr uint64_t kDefaultSampleHz = 99;
+inline constexpr size_t kRingPageBytes = 4096;  // x86 page size: ring buffers are counted in pages
+
+// A policy's `sampling:` block: one event sampled on each of the VM's threads, into a ring
+// buffer per thread.
+struct SamplingConfig {
+  PolicyEvent event;                  // default cpu-clock; guest: auto, include or exclude
+  std::optional<uint64_t> frequency;  // Hz; the default (99) unless a period is given
+  std::optional<uint64_t> period;     // events per sample
+  SampleThreads threads = SampleThreads::kAll;
+  Callchain callchain = Callchain::kKernel;
+  std::optional<size_t> buffer_pages;  // data pages per thread, a power of two; default: from the rate
+  Mark mark;
+
+  // Samples per second per busy thread: the frequency, or what a period of cpu-clock or
+  // task-clock (nanoseconds) means; nullopt when the period's event rate is unknown.
+  std::optional<uint64_t> rate_hz() const;
+  // Data pages of each thread's ring: as configured, else room for a quarter second of samples
+  // of 1 KiB (a deep kernel callchain) at the rate, from 2 to 128 pages.
+  size_t data_pages() const;
+  size_t ring_bytes() const { return (1 + data_pages()) * kRingPageBytes; }
 };
 
 // All given selectors must hold; a policy without any matches every domain.
@@ -49,6 +74,7 @@ struct Policy {
   Aggregation aggregation = Aggregation::kPerVcpu;
   std::optional<std::chrono::milliseconds> interval;  // default: the agent's interval
   int priority = 0;  // higher keeps its counters longer when a host limit is hit
+  std::optional<SamplingConfig> sampling;  // off unless given
   Mark mark;
 };
 
@@ -56,6 +82,8 @@ struct Limits {
   size_t max_counters = 0;  // open perf counters on the host; 0 = no limit
   size_t max_series = 0;    // exported per-VM/per-vCPU series; 0 = no limit
   size_t max_group_size = 4;  // hardware counters per group (general-purpose counters per core)
+  size_t max_sampled_threads = 0;  // threads with a sampling ring on the host; 0 = no limit
+  size_t max_ring_bytes = 0;       // bytes of all sampling rings (locked memory); 0 = no limit
 };
 
 struct AgentConfig {
@@ -94,6 +122,8 @@ std::vector<PolicyEvent> default_events();
 std::chrono::milliseconds parse_duration(std::string_view text);
 
 std::optional<GuestMode> parse_guest_mode(std::string_view text);
+std::string_view to_string(SampleThreads threads);
+std::string_view to_string(Callchain callchain);
 std::string_view to_string(GuestMode mode);
 
 }  // namespace kvmprof

@@ -1,20 +1,26 @@
 #include "policy/host_check.h"
 
 #include "policy/decision.h"
+#include "policy/sampling_decision.h"
 
 namespace kvmprof {
 namespace {
 
+void check(const Decision& d, const std::string& what, const Policy& policy, Mark at, const std::string& file,
+           std::vector<ConfigError>& out) {
+  if (!d.explicit_request || d.status != DecisionStatus::kRefused) return;
+  std::string sources;
+  for (const auto& s : d.sources) sources += "; source: " + s;
+  out.push_back({file, at.line, at.column,
+                 "policy '" + policy.name + "': " + what + d.event + " with guest: " + std::string(to_string(d.requested)) +
+                     " is refused on this host: " + d.reason + sources});
+}
+
 void check_policy(const Policy& policy, const std::string& file, const HostModel& host, const QuirkTable& quirks,
                   std::vector<ConfigError>& out) {
-  for (const auto& event : policy.events) {
-    Decision d = decide(event.spec, event.guest, host, quirks);
-    if (!d.explicit_request || d.status != DecisionStatus::kRefused) continue;
-    std::string sources;
-    for (const auto& s : d.sources) sources += "; source: " + s;
-    out.push_back({file, event.mark.line, event.mark.column,
-                   "policy '" + policy.name + "': " + d.event + " with guest: " + std::string(to_string(d.requested)) +
-                       " is refused on this host: " + d.reason + sources});
+  for (const auto& event : policy.events) check(decide(event.spec, event.guest, host, quirks), "", policy, event.mark, file, out);
+  if (policy.sampling) {
+    check(decide_sampling(*policy.sampling, host, quirks), "sampling ", policy, policy.sampling->event.mark, file, out);
   }
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // Config validation that needs the host: explicit guest/host requests (guest: include,
-// exclude, split, or G/H in the spec) that the policy engine refuses on this host are config
-// errors at the event, naming the quirk and its source. `auto` is never an error.
+// exclude, split, or G/H in the spec) of counted and sampling events that the policy engine
+// refuses on this host are config errors at the event, naming the quirk and its source.
+// `auto` is never an error.
 #include <string>
 #include <vector>
 

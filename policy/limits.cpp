@@ -24,9 +24,24 @@ struct State {
     for (size_t i = 0; i < demands.size(); ++i) n += open_counters(demands[i], allowed[i]);
     return n;
   }
+  size_t threads() const {
+    size_t n = 0;
+    for (size_t i = 0; i < demands.size(); ++i) n += sampled_threads(demands[i], allowed[i]);
+    return n;
+  }
+  size_t ring_bytes() const {
+    size_t n = 0;
+    for (size_t i = 0; i < demands.size(); ++i) n += sampled_threads(demands[i], allowed[i]) * demands[i].ring_bytes;
+    return n;
+  }
+  bool sampling_within(double share) const {
+    return ok(threads(), limits.max_sampled_threads, share) && ok(ring_bytes(), limits.max_ring_bytes, share);
+  }
   bool within(double share) const {
-    auto ok = [share](size_t used, size_t limit) { return limit == 0 || static_cast<double>(used) <= share * static_cast<double>(limit); };
-    return ok(series(), limits.max_series) && ok(counters(), limits.max_counters);
+    return ok(series(), limits.max_series, share) && ok(counters(), limits.max_counters, share) && sampling_within(share);
+  }
+  static bool ok(size_t used, size_t limit, double share) {
+    return limit == 0 || static_cast<double>(used) <= share * static_cast<double>(limit);
   }
 };
 
@@ -43,6 +58,13 @@ std::vector<size_t> degrade_order(const std::vector<PolicyDemand>& demands) {
 void restore(State& s, const std::vector<size_t>& order) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     PolicyAllowance& a = s.allowed[*it];
+    if (a.sampling_off) {
+      a.sampling_off = false;
+      if (!s.within(kRestoreBelow)) {
+        a.sampling_off = true;
+        return;
+      }
+    }
     while (a.dropped > 0) {
       --a.dropped;
       if (!s.within(kRestoreBelow)) {
@@ -61,6 +83,10 @@ void restore(State& s, const std::vector<size_t>& order) {
 }
 
 void degrade(State& s, const std::vector<size_t>& order) {
+  for (size_t i : order) {
+    if (s.sampling_within(1.0)) break;
+    if (s.demands[i].sampled_threads > 0) s.allowed[i].sampling_off = true;
+  }
   for (size_t i : order) {
     if (s.limits.max_series == 0 || s.series() <= s.limits.max_series) break;
     const PolicyDemand& d = s.demands[i];
@@ -82,6 +108,8 @@ size_t open_counters(const PolicyDemand& d, const PolicyAllowance& a) {
   return n * d.vcpus;
 }
 
+size_t sampled_threads(const PolicyDemand& d, const PolicyAllowance& a) { return a.sampling_off ? 0 : d.sampled_threads; }
+
 size_t estimated_series(const PolicyDemand& d, const PolicyAllowance& a) {
   size_t per_counter = a.per_vm(d) ? d.vms : d.vcpus * 3;
   return d.vcpus * kSeriesPerVcpu + per_counter * (d.vcpus ? open_counters(d, a) / d.vcpus : 0);
@@ -94,6 +122,7 @@ LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits
     PolicyAllowance a = p == previous.end() ? PolicyAllowance{} : p->second;
     a.forced_per_vm = a.forced_per_vm && !d.per_vm;
     a.dropped = std::min(a.dropped, d.counters.size());
+    a.sampling_off = a.sampling_off && d.sampled_threads > 0;
     s.allowed.push_back(a);
   }
   auto order = degrade_order(demands);

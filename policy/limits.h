@@ -1,8 +1,9 @@
 #pragma once
-// Host limits (limits.max_series, limits.max_counters), pure: what each policy may still use
-// when the VMs it applies to would exceed them. Lowest priority degrades first (among equal
-// priorities the later policy in the file): first its per-vCPU event series are aggregated
-// per VM (max_series), then it loses counted events from the end of its list (max_counters).
+// Host limits (limits.max_series, max_counters, max_sampled_threads, max_ring_bytes), pure:
+// what each policy may still use when the VMs it applies to would exceed them. Lowest priority
+// degrades first (among equal priorities the later policy in the file): first its per-vCPU
+// event series are aggregated per VM (max_series), then it loses counted events from the end
+// of its list (max_counters); over a sampling limit it stops sampling.
 //
 // Hysteresis: a degradation in force is undone only when the host stays at or below 90% of
 // every limit without it, so VMs starting and stopping around a limit do not open and close
@@ -24,6 +25,8 @@ struct PolicyDemand {
   std::vector<size_t> counters;  // counters per vCPU thread of each counted event, in list order
   size_t vcpus = 0;              // vCPU threads of the VMs it applies to
   size_t vms = 0;
+  size_t sampled_threads = 0;  // threads its sampling would put a ring on (0: no sampling)
+  size_t ring_bytes = 0;       // of one ring
 };
 
 // What the limits took from a policy: the state that hysteresis keeps. A policy that never hit
@@ -31,6 +34,7 @@ struct PolicyDemand {
 struct PolicyAllowance {
   bool forced_per_vm = false;  // aggregated per VM although configured per vCPU (max_series)
   size_t dropped = 0;          // counted events taken from the end of its list (max_counters)
+  bool sampling_off = false;   // its sampling stopped (max_sampled_threads, max_ring_bytes)
 
   bool per_vm(const PolicyDemand& d) const { return d.per_vm || forced_per_vm; }
   size_t kept(const PolicyDemand& d) const { return d.counters.size() - std::min(dropped, d.counters.size()); }
@@ -45,5 +49,6 @@ LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits
 // per counter 3 series per vCPU (value, enabled, running), or 1 per VM when aggregated.
 size_t estimated_series(const PolicyDemand& demand, const PolicyAllowance& allowance);
 size_t open_counters(const PolicyDemand& demand, const PolicyAllowance& allowance);
+size_t sampled_threads(const PolicyDemand& demand, const PolicyAllowance& allowance);
 
 }  // namespace kvmprof

@@ -118,7 +118,8 @@ const std::vector<std::string_view>& known_effects() {
   static const std::vector<std::string_view> effects{
       "precise_host_only", "precise_exclude_host_hazard", "ibs_no_exclude", "guest_bits_need_svm",
       "sev_ignores_guest_bits", "mediated_vpmu", "hybrid_pmus", "uncore_no_exclude", "software_no_split",
-      "ladder_exclude_bits_einval", "ladder_precise_needs_exclude_guest", "pebs_no_isolation", "host_pebs_disables_guest_pebs"};
+      "ladder_exclude_bits_einval", "ladder_precise_needs_exclude_guest", "pebs_no_isolation", "host_pebs_disables_guest_pebs",
+      "software_sample_guest_tag"};
   return effects;
 }
 

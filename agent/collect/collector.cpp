@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "agent/system/log.h"
+#include "policy/attr_text.h"
 #include "policy/policy_select.h"
 
 namespace kvmprof {
@@ -52,8 +53,9 @@ std::vector<size_t> counters_per_event(const PolicyPlan& plan) {
   return out;
 }
 
-// The plan as the host limits allow it: aggregated per VM, and only its first `keep` counted events.
-PolicyPlan limited(const PolicyPlan& plan, bool per_vm, size_t keep, size_t max_group_size) {
+// The plan as the host limits allow it: aggregated per VM, only its first `keep` counted
+// events, and sampling only when allowed.
+PolicyPlan limited(const PolicyPlan& plan, bool per_vm, size_t keep, bool sampling, size_t max_group_size) {
   std::vector<PlannedEvent> events;
   for (const auto& e : plan.events) {
     if (!e.counters.empty() && keep-- == 0) break;
@@ -61,12 +63,15 @@ PolicyPlan limited(const PolicyPlan& plan, bool per_vm, size_t keep, size_t max_
   }
   Policy policy{plan.name, plan.match, {}, per_vm ? Aggregation::kPerVm : Aggregation::kPerVcpu,
                 plan.interval, plan.priority, {}};
-  return make_policy_plan(policy, std::move(events), max_group_size);
+  PolicyPlan out = make_policy_plan(policy, std::move(events), max_group_size);
+  if (sampling) out.sampling = plan.sampling;
+  return out;
 }
 
-std::vector<LimitAction> actions_of(const PolicyPlan& plan, bool forced_per_vm, size_t keep) {
+std::vector<LimitAction> actions_of(const PolicyPlan& plan, const PolicyAllowance& allowed, size_t keep) {
   std::vector<LimitAction> out;
-  if (forced_per_vm) out.push_back({plan.name, "per_vm", ""});
+  if (allowed.forced_per_vm) out.push_back({plan.name, "per_vm", ""});
+  if (allowed.sampling_off) out.push_back({plan.name, "sampling_off", plan.sampling->event.event});
   size_t counted = 0;
   for (const auto& e : plan.events) {
     if (!e.counters.empty() && counted++ >= keep) out.push_back({plan.name, "dropped", e.event});
@@ -78,6 +83,13 @@ bool same_actions(const std::vector<LimitAction>& a, const std::vector<LimitActi
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
     return x.policy == y.policy && x.action == y.action && x.event == y.event;
   });
+}
+
+EventInfo event_info(const std::string& use, const PlannedEvent& p, const std::string& policy) {
+  std::string attrs;
+  for (const auto& c : p.counters) attrs += (attrs.empty() ? "" : "; ") + attr_summary(c.attr);
+  return EventInfo{use, p.event, policy, std::string(to_string(p.guest)), p.precise, std::string(to_string(p.status)),
+                   p.semantics, p.reason, attrs};
 }
 
 }  // namespace
@@ -94,9 +106,11 @@ Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
       paranoid_(read_paranoid(root_)),
       inventory_(root_, read_errors_),
       cpu_(root_, ns_per_tick_, read_errors_),
-      counters_(perf, open_errors_, read_errors_) {
+      counters_(perf, open_errors_, read_errors_),
+      sampler_(perf, open_errors_) {
   inventory_.add_consumer(cpu_);
   inventory_.add_consumer(counters_);
+  inventory_.add_consumer(sampler_);
   apply(std::move(plan));
 }
 
@@ -123,14 +137,24 @@ void Collector::apply(CollectorPlan plan) {
 void Collector::enforce_limits() {
   std::vector<PolicyDemand> demands;
   for (const PolicyPlan* p : plans()) {
-    demands.push_back({p->name, p->priority, p->aggregation == Aggregation::kPerVm, counters_per_event(*p), 0, 0});
+    size_t ring = p->sampling ? p->sampling->ring_bytes() : 0;
+    demands.push_back({p->name, p->priority, p->aggregation == Aggregation::kPerVm, counters_per_event(*p), 0, 0, 0, ring});
   }
   for (const auto& [uuid, vm] : inventory_.vms()) {
     auto d = std::find_if(demands.begin(), demands.end(), [&](const auto& x) { return x.name == vm.policy; });
     d->vcpus += vm.record.vcpus_current;
     ++d->vms;
+    const PolicyPlan& plan = *plans()[static_cast<size_t>(d - demands.begin())];
+    if (d->ring_bytes == 0) continue;
+    // Before its threads are listed, a VM has its vCPU threads and at least one emulator thread.
+    size_t all = std::max<size_t>(vm.threads.size(), vm.record.vcpus_current + 1);
+    d->sampled_threads += plan.sampling->threads == SampleThreads::kVcpu ? vm.record.vcpus_current : all;
   }
-  limits_ = apply_limits(demands, config_.limits, limits_);
+  Limits limits = config_.limits;
+  if (memlock_ceiling_ && (limits.max_ring_bytes == 0 || *memlock_ceiling_ < limits.max_ring_bytes)) {
+    limits.max_ring_bytes = std::max<size_t>(*memlock_ceiling_, 1);
+  }
+  limits_ = apply_limits(demands, limits, limits_);
   std::vector<LimitAction> actions;
   std::map<std::string, std::shared_ptr<const PolicyPlan>> effective;
   const auto configured = plans();  // parallel to demands
@@ -139,12 +163,11 @@ void Collector::enforce_limits() {
     const PolicyAllowance& allowed = limits_.at(p->name);
     const bool per_vm = allowed.per_vm(demands[i]);
     const size_t keep = allowed.kept(demands[i]);
-    auto next = std::make_shared<const PolicyPlan>(limited(*p, per_vm, keep, config_.limits.max_group_size));
+    auto next = std::make_shared<const PolicyPlan>(limited(*p, per_vm, keep, !allowed.sampling_off, config_.limits.max_group_size));
     auto current = effective_.find(p->name);
-    bool same = current != effective_.end() && current->second->key() == next->key() &&
-                current->second->aggregation == next->aggregation && current->second->interval == next->interval;
+    bool same = current != effective_.end() && current->second->same_as(*next);
     effective[p->name] = same ? current->second : next;
-    auto more = actions_of(*p, allowed.forced_per_vm, keep);
+    auto more = actions_of(*p, allowed, keep);
     actions.insert(actions.end(), more.begin(), more.end());
   }
   effective_ = std::move(effective);
@@ -160,6 +183,13 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   std::vector<std::string> uuids;
   for (const auto& [uuid, vm] : inventory_.vms()) uuids.push_back(uuid);
   for (const auto& uuid : uuids) read(uuid, now);
+  sampler_.drain(now);
+  if (auto ceiling = sampler_.memlock_ceiling(); ceiling != memlock_ceiling_) {
+    memlock_ceiling_ = ceiling;
+    log_warning("the kernel refused a sampling ring's mmap (locked memory): sampling stops lowest priority first "
+                "to stay under " + std::to_string(*ceiling) + " bytes of rings");
+    enforce_limits();
+  }
   auto health = counters_.health();
   Snapshot snap;
   snap.sources = sources(libvirt_live, health);
@@ -176,6 +206,7 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   snap.perf_open_errors = open_errors_;
   snap.read_errors = read_errors_;
   snap.discovery_errors = inventory_.discovery_errors();
+  snap.sample_ring_bytes = sampler_.mapped_bytes();
   snap.timestamp_seconds = now_seconds();
   return snap;
 }
@@ -198,6 +229,7 @@ VmSample Collector::sample(const VmEntry& vm, bool libvirt_live, const std::set<
   VmSample out{vm.record.name, vm.record.uuid, vm.policy, vm.mapped(), {}, {}, {}};
   cpu_.fill(vm.record.uuid, out);
   counters_.fill(vm.record.uuid, out, live);
+  sampler_.fill(vm.record.uuid, out);
   if (!libvirt_live) return out;  // not live, no series: the last exit counts are not shown as current
   for (auto& vcpu : out.vcpus) {
     auto exits = vm.exits.find(vcpu.index);
@@ -229,7 +261,35 @@ std::vector<SourceStatus> Collector::sources(bool libvirt_live, const std::map<s
     }
   }
   for (const auto& event : order) out.push_back(event_source(*events.at(event), health));
+  add_sampling_sources(out);
   return out;
+}
+
+// Each sampling event: live when its rings are open on some thread now.
+void Collector::add_sampling_sources(std::vector<SourceStatus>& out) const {
+  auto health = sampler_.health();
+  std::set<std::string> seen;
+  for (const PolicyPlan* plan : plans()) {
+    if (!plan->sampling || !seen.insert(plan->sampling->event.event).second) continue;
+    const PlannedEvent& e = plan->sampling->event;
+    SourceStatus s{"sampling:" + e.event, false, e.reason};
+    auto h = health.find(e.event);
+    if (e.counters.empty()) {
+      // not sampled on this host: the decision says why
+    } else if (h == health.end() || (h->second.open == 0 && h->second.refused == 0)) {
+      bool limited = std::any_of(limit_actions_.begin(), limit_actions_.end(), [&](const auto& a) { return a.action == "sampling_off" && a.event == e.event; });
+      s.reason = limited ? "not sampled: a host limit stopped it (kvmprof_limit_action_info)" : kNoVcpuThreads;
+    } else if (h->second.open == 0 && h->second.mmap_refused) {
+      s.reason = "the kernel refused the sampling ring's mmap (" + errno_name(h->second.last_errno) +
+                 "): locked memory is exhausted; raise kernel.perf_event_mlock_kb or LimitMEMLOCK, grant CAP_IPC_LOCK, "
+                 "or set limits.max_ring_bytes";
+    } else if (h->second.open == 0) {
+      s.reason = refusal_reason(h->second.last_errno, paranoid_);
+    } else {
+      s = {"sampling:" + e.event, true, ""};
+    }
+    out.push_back(std::move(s));
+  }
 }
 
 // Live means: its counters are open and read on some vCPU thread now, and, for a tracepoint,
@@ -257,8 +317,7 @@ SourceStatus Collector::event_source(const PlannedEvent& e, const std::map<std::
 void Collector::add_event_info(Snapshot& snap, const std::map<std::string, SourceStatus>& perf) const {
   for (const PolicyPlan* plan : plans()) {
     for (const auto& p : plan->events) {
-      EventInfo info{p.event, plan->name, std::string(to_string(p.guest)), p.precise,
-                     std::string(to_string(p.status)), p.semantics, p.reason};
+      EventInfo info = event_info("count", p, plan->name);
       const SourceStatus& s = perf.at(p.event);
       if (!p.counters.empty() && !s.up && s.reason.starts_with("perf_event_open refused")) {
         info.status = "failed";
@@ -266,6 +325,7 @@ void Collector::add_event_info(Snapshot& snap, const std::map<std::string, Sourc
       }
       snap.event_info.push_back(std::move(info));
     }
+    if (plan->sampling) snap.event_info.push_back(event_info("sample", plan->sampling->event, plan->name));
   }
   snap.open_fallbacks = config_.open_fallbacks;
 }

@@ -15,6 +15,7 @@
 #include "agent/collect/cpu_accounting.h"
 #include "agent/collect/event_plan.h"
 #include "agent/collect/inventory.h"
+#include "agent/collect/sampler.h"
 #include "exporters/snapshot.h"
 #include "policy/limits.h"
 
@@ -50,7 +51,9 @@ class Collector {
   // already known are measured either way). `libvirt_live`: libvirt answers now; its exit
   // counters are exported only then.
   Snapshot collect(const std::vector<DomainRecord>* fresh, bool libvirt_live, Clock::time_point now = Clock::now());
-  size_t open_fds() const { return cpu_.fd_count() + counters_.fd_count(); }
+  size_t open_fds() const { return cpu_.fd_count() + counters_.fd_count() + sampler_.fd_count(); }
+  // The sampler, for the sampler thread (it drains on its own lock) and for profiles.
+  Sampler& sampler() { return sampler_; }
 
  private:
   std::vector<const PolicyPlan*> plans() const;
@@ -60,6 +63,7 @@ class Collector {
   VmSample sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const;
   std::vector<SourceStatus> sources(bool libvirt_live, const std::map<std::string, EventHealth>& health);
   SourceStatus event_source(const PlannedEvent& event, const std::map<std::string, EventHealth>& health) const;
+  void add_sampling_sources(std::vector<SourceStatus>& out) const;
   void add_event_info(Snapshot& snap, const std::map<std::string, SourceStatus>& perf) const;
 
   HostRoot root_;
@@ -71,6 +75,8 @@ class Collector {
   Inventory inventory_;
   CpuAccounting cpu_;
   CounterGroups counters_;
+  Sampler sampler_;
+  std::optional<size_t> memlock_ceiling_;  // the sampler's, once applied to the limits
   std::map<std::string, std::shared_ptr<const PolicyPlan>> effective_;  // by policy, after the host limits
   LimitOutcome limits_;
   std::vector<LimitAction> limit_actions_;

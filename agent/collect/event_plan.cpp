@@ -7,6 +7,7 @@
 #include "agent/system/log.h"
 #include "agent/system/open_ladder.h"
 #include "agent/system/vendor_events.h"
+#include "policy/sampling_decision.h"
 
 namespace kvmprof {
 namespace {
@@ -34,26 +35,42 @@ void resolve_with_kernel(PlannedEvent& p, PerfBackend& perf, const Decision& d, 
   for (auto& c : opened.counters) p.counters.push_back({p.event, c.mode, c.attr, c.pmu});
 }
 
-PlannedEvent plan_one(const HostRoot& root, PerfBackend& perf, const EventSpec& spec, GuestMode guest,
-                      const HostModel& host, const QuirkTable& quirks) {  // NOLINT(readability-function-size)
-  Decision d = decide(resolve_vendor_event(spec), guest, host, quirks);
-  PlannedEvent p{spec.text, d.requested, d.precise ? d.precise : spec.mods.precise, d.status, d.semantics, d.reason,
-                 std::holds_alternative<TracepointEvent>(spec.kind), {}, {}};
-  if (d.counters.empty()) return p;
-  if (d.precise > 0) {
-    not_counted(p, DecisionStatus::kUnsupported, "precise events are sampling events; this agent counts only (" + d.reason + ")");
-    return p;
-  }
+PlannedEvent planned(const EventSpec& spec, const Decision& d) {
+  return PlannedEvent{spec.text, d.requested, d.precise ? d.precise : spec.mods.precise, d.status, d.semantics, d.reason,
+                      std::holds_alternative<TracepointEvent>(spec.kind), {}, {}};
+}
+
+// The decision's attrs completed (a tracepoint's id) and opened once through the ladder.
+void resolve(PlannedEvent& p, const HostRoot& root, PerfBackend& perf, const EventSpec& spec, Decision& d,
+             const HostModel& host) {
   if (const auto* tp = std::get_if<TracepointEvent>(&spec.kind)) {
     auto id = tracepoint_id(root, *tp);
     if (auto* why = std::get_if<std::string>(&id)) {
-      not_counted(p, DecisionStatus::kUnsupported, *why);
-      return p;
+      return not_counted(p, DecisionStatus::kUnsupported, *why);
     }
     for (auto& c : d.counters) c.attr.config = std::get<uint64_t>(id);
   }
   resolve_with_kernel(p, perf, d, host);
+}
+
+PlannedEvent plan_one(const HostRoot& root, PerfBackend& perf, const EventSpec& spec, GuestMode guest,
+                      const HostModel& host, const QuirkTable& quirks) {
+  Decision d = decide(resolve_vendor_event(spec), guest, host, quirks);
+  PlannedEvent p = planned(spec, d);
+  if (d.counters.empty()) return p;
+  if (d.precise > 0) {
+    not_counted(p, DecisionStatus::kUnsupported, "precise events are sampling events: give them as a policy's "
+                                                 "'sampling: {event: ...}' (" + d.reason + ")");
+    return p;
+  }
+  resolve(p, root, perf, spec, d, host);
   return p;
+}
+
+void log_plan(const std::string& what, const PlannedEvent& p) {
+  std::string line = what + " " + p.event + ": " + std::string(to_string(p.status)) +
+                     (p.semantics.empty() ? "" : ", counts " + p.semantics) + (p.reason.empty() ? "" : " (" + p.reason + ")");
+  p.counters.empty() || p.status != DecisionStatus::kOk ? log_warning(line) : log_info(line);
 }
 
 }  // namespace
@@ -74,10 +91,20 @@ std::variant<uint64_t, std::string> tracepoint_id(const HostRoot& root, const Tr
 PlannedEvent plan_event(const HostRoot& root, PerfBackend& perf, const PolicyEvent& event, const HostModel& host,
                         const QuirkTable& quirks) {
   PlannedEvent p = plan_one(root, perf, event.spec, event.guest, host, quirks);
-  std::string line = "event " + p.event + ": " + std::string(to_string(p.status)) +
-                     (p.semantics.empty() ? "" : ", counts " + p.semantics) + (p.reason.empty() ? "" : " (" + p.reason + ")");
-  p.counters.empty() || p.status != DecisionStatus::kOk ? log_warning(line) : log_info(line);
+  log_plan("event", p);
   return p;
+}
+
+SamplingPlan plan_sampling(const HostRoot& root, PerfBackend& perf, const SamplingConfig& sampling, const HostModel& host,
+                           const QuirkTable& quirks) {
+  EventSpec spec = resolve_vendor_event(sampling.event.spec);
+  SamplingConfig resolved = sampling;
+  resolved.event.spec = spec;
+  Decision d = decide_sampling(resolved, host, quirks);
+  SamplingPlan plan{planned(sampling.event.spec, d), sampling.threads, sampling.data_pages()};
+  if (!d.counters.empty()) resolve(plan.event, root, perf, spec, d, host);
+  log_plan("sampling", plan.event);
+  return plan;
 }
 
 std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<PolicyEvent>& events,
@@ -131,6 +158,24 @@ std::string PolicyPlan::key() const {
   }
   for (const auto& g : groups) key += "g" + std::to_string(g.size());
   return key;
+}
+
+std::string SamplingPlan::key() const {
+  std::string key = event.event + "|" + std::string(to_string(threads)) + "|" + std::to_string(data_pages);
+  for (const auto& c : event.counters) {
+    const perf_event_attr& a = c.attr;
+    key += ";" + c.mode + "|" + std::to_string(a.type) + "|" + std::to_string(a.config) + "|" + std::to_string(a.sample_type) +
+           "|" + std::to_string(a.freq) + "|" + std::to_string(a.sample_period) + "|" + std::to_string(a.exclude_guest) +
+           std::to_string(a.exclude_host) + std::to_string(a.exclude_user) + std::to_string(a.exclude_kernel) +
+           std::to_string(a.exclude_callchain_user) + std::to_string(a.precise_ip) + std::to_string(a.use_clockid);
+  }
+  return key;
+}
+
+bool PolicyPlan::same_as(const PolicyPlan& other) const {
+  auto sampling_key = [](const PolicyPlan& p) { return p.sampling ? p.sampling->key() : ""; };
+  return key() == other.key() && aggregation == other.aggregation && interval == other.interval &&
+         sampling_key(*this) == sampling_key(other);
 }
 
 }  // namespace kvmprof

@@ -31,6 +31,21 @@ PlannedEvent plan_event(const HostRoot& root, PerfBackend& perf, const PolicyEve
 std::vector<PlannedEvent> plan_events(const HostRoot& root, PerfBackend& perf, const std::vector<PolicyEvent>& events,
                                       const HostModel& host, const QuirkTable& quirks);
 
+// A policy's sampling, decided and probed like a counted event: `event.counters` holds one
+// sampling attr per PMU (one on most hosts), empty when nothing is sampled.
+struct SamplingPlan {
+  PlannedEvent event;
+  SampleThreads threads = SampleThreads::kAll;
+  size_t data_pages = 0;  // per ring, a power of two
+
+  size_t ring_bytes() const { return (1 + data_pages) * kRingPageBytes * event.counters.size(); }
+  // Equal keys open identical rings.
+  std::string key() const;
+};
+
+SamplingPlan plan_sampling(const HostRoot& root, PerfBackend& perf, const SamplingConfig& sampling, const HostModel& host,
+                           const QuirkTable& quirks);
+
 // One policy ready to count: its events, their counters as group slots, and the groups.
 struct PolicyPlan {
   std::string name;
@@ -41,9 +56,12 @@ struct PolicyPlan {
   std::vector<PlannedEvent> events;
   std::vector<EventAttr> slots;             // every counter of every counted event
   std::vector<std::vector<size_t>> groups;  // slot indices per perf group (one read each)
+  std::optional<SamplingPlan> sampling;     // none: its VMs are not sampled
 
   // Equal keys open identical counters: a reload keeps such VMs' counters untouched.
   std::string key() const;
+  // Counters, export and sampling all the same.
+  bool same_as(const PolicyPlan& other) const;
 };
 
 PolicyPlan make_policy_plan(const Policy& policy, std::vector<PlannedEvent> events, size_t max_group_size);

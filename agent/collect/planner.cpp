@@ -7,6 +7,13 @@ namespace {
 
 std::string key_of(const PolicyEvent& event) { return event.spec.text + "|" + std::string(to_string(event.guest)); }
 
+// A sampling event's attrs depend on the whole block, not just the event.
+std::string key_of(const SamplingConfig& s) {
+  return "sampling|" + key_of(s.event) + "|" + std::to_string(s.frequency.value_or(0)) + "|" +
+         std::to_string(s.period.value_or(0)) + "|" + std::string(to_string(s.callchain)) + "|" + std::to_string(s.data_pages()) +
+         "|" + std::string(to_string(s.threads));
+}
+
 std::vector<const Policy*> all_policies(const AgentConfig& config) {
   std::vector<const Policy*> out;
   for (const auto& p : config.policies) out.push_back(&p);
@@ -71,6 +78,7 @@ std::optional<CollectorPlan> Planner::plan(const AgentConfig& config) {
   size_t unknown = 0;
   for (const Policy* p : all_policies(config)) {
     for (const auto& e : p->events) unknown += probed_.contains(key_of(e)) ? 0 : 1;  // (and uncounted ones again)
+    if (p->sampling) unknown += sampled_.contains(key_of(*p->sampling)) ? 0 : 1;
   }
   if (unknown > 0) log_info("probing " + std::to_string(unknown) + " event(s) in the background; /metrics serves meanwhile");
   CollectorPlan out{{}, {}, config.limits, config.interval, {}};
@@ -108,7 +116,18 @@ std::optional<PolicyPlan> Planner::plan_policy(const Policy& policy, size_t max_
     }
     events.push_back(known->second);
   }
-  return make_policy_plan(policy, std::move(events), max_group_size);
+  PolicyPlan plan = make_policy_plan(policy, std::move(events), max_group_size);
+  if (policy.sampling) plan.sampling = plan_sampling(*policy.sampling);
+  return plan;
+}
+
+SamplingPlan Planner::plan_sampling(const SamplingConfig& sampling) {
+  auto known = sampled_.find(key_of(sampling));
+  if (known != sampled_.end()) return known->second;
+  SamplingPlan p = kvmprof::plan_sampling(root_, perf_, sampling, host_, builtin_quirks());
+  for (const auto& step : p.event.fallbacks) ++fallbacks_[{p.event.event, step}];
+  if (!p.event.counters.empty()) sampled_.emplace(key_of(sampling), p);  // as for events: a failure is probed again
+  return p;
 }
 
 }  // namespace kvmprof

@@ -36,12 +36,14 @@ class Planner {
   void run();
   std::optional<CollectorPlan> plan(const AgentConfig& config);  // nullopt when stopped meanwhile
   std::optional<PolicyPlan> plan_policy(const Policy& policy, size_t max_group_size);
+  SamplingPlan plan_sampling(const SamplingConfig& sampling);
 
   const HostRoot root_;
   PerfBackend& perf_;
   const HostModel host_;
   const Done done_;
   std::map<std::string, PlannedEvent> probed_;  // by spec and guest setting; the planner thread's own
+  std::map<std::string, SamplingPlan> sampled_;  // by the whole sampling block
   ErrorCounts fallbacks_;                       // (event, ladder step) of every probe made
   std::mutex mu_;
   std::condition_variable wake_;

@@ -37,6 +37,19 @@ bool step(LadderOutcome& out, const Decision& d, int err, const HostModel& host)
     out.steps.push_back({"attr_size", err, "attr size renegotiated to " + std::to_string(a.size), ""});
     return true;
   }
+  // Newer attr features first: a kernel without them answers EINVAL for a reserved bit, and the
+  // exclude bits must not be dropped for that.
+  if (err == EINVAL && a.use_clockid) {  // added in 4.1 (commit 34f439278cef)
+    a.use_clockid = 0;
+    a.clockid = 0;
+    out.steps.push_back({"no_clockid", err, "dropped use_clockid: sample times stay in perf's clock, not CLOCK_MONOTONIC", ""});
+    return true;
+  }
+  if (err == EINVAL && (a.sample_type & PERF_SAMPLE_IDENTIFIER)) {  // added in 3.12 (commit ff3d527cebc1)
+    a.sample_type = (a.sample_type & ~uint64_t{PERF_SAMPLE_IDENTIFIER}) | PERF_SAMPLE_ID;
+    out.steps.push_back({"no_sample_identifier", err, "replaced PERF_SAMPLE_IDENTIFIER by PERF_SAMPLE_ID", ""});
+    return true;
+  }
   if (err == EINVAL && has_bits) {
     if (a.precise_ip > 0 && host.cpu.vendor == Vendor::kIntel) {
       // Without exclude bits a precise event includes the guest; on kernels this old (before

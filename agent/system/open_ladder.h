@@ -11,7 +11,8 @@
 namespace kvmprof {
 
 struct LadderStep {
-  std::string code;     // metric label: attr_size, drop_exclude_bits, set_exclude_guest, lower_precise, raise_nofile
+  std::string code;     // metric label: attr_size, no_clockid, no_sample_identifier, drop_exclude_bits,
+                        // set_exclude_guest, lower_precise, raise_nofile
   int err = 0;          // the errno that caused the step
   std::string action;   // what was changed, e.g. "dropped exclude_guest/exclude_host"
   std::string quirk;    // the quirk id behind the step, if any

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,6 +26,13 @@ Result<uint64_t> RealPerfBackend::event_id(const Fd& fd) {
   uint64_t id = 0;
   if (::ioctl(fd.get(), PERF_EVENT_IOC_ID, &id) < 0) return system_error("ioctl PERF_EVENT_IOC_ID");
   return id;
+}
+
+Result<RingMapping> RealPerfBackend::map_ring(const Fd& fd, size_t data_pages) {
+  size_t bytes = (1 + data_pages) * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (base == MAP_FAILED) return system_error("mmap perf ring of " + std::to_string(bytes) + " bytes");
+  return RingMapping(static_cast<std::byte*>(base), bytes, [](std::byte* b, size_t n) { ::munmap(b, n); });
 }
 
 }  // namespace kvmprof

@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -46,6 +48,17 @@ Rule uncore_no_exclude() {
           [](const perf_event_attr& a) { return a.type == kUncorePmuType && has_exclude_bits(a) ? EINVAL : 0; }};
 }
 
+// Attr fields newer kernels added are reserved bits to older ones: perf_copy_attr() -> EINVAL.
+Rule no_use_clockid() {
+  return {"use_clockid is a reserved bit before 4.1 (commit 34f439278cef): EINVAL",
+          [](const perf_event_attr& a) { return a.use_clockid ? EINVAL : 0; }};
+}
+
+Rule no_sample_identifier() {
+  return {"PERF_SAMPLE_IDENTIFIER is above PERF_SAMPLE_MAX before 3.12 (commit ff3d527cebc1): EINVAL",
+          [](const perf_event_attr& a) { return (a.sample_type & PERF_SAMPLE_IDENTIFIER) ? EINVAL : 0; }};
+}
+
 Error refused(int err, const std::string& why) {
   errno = err;
   return system_error("perf_event_open (" + why + ")");
@@ -59,7 +72,7 @@ FakeKernel::FakeKernel(FakeKernel&& other) noexcept
       rules_(std::move(other.rules_)), counters_per_group_(other.counters_per_group_),
       events_(std::move(other.events_)), exited_(std::move(other.exited_)), denied_(std::move(other.denied_)),
       calls_(std::move(other.calls_)),
-      next_id_(other.next_id_), reads_(other.reads_) {}
+      next_id_(other.next_id_), reads_(other.reads_), rings_(std::move(other.rings_)) {}
 
 // The event id behind an fd, from the memfd's name; 0 when the fd is not one of ours.
 uint64_t FakeKernel::id_of(int fd) const {
@@ -157,6 +170,69 @@ Result<uint64_t> FakeKernel::event_id(const Fd& fd) {
   return id;
 }
 
+Result<RingMapping> FakeKernel::map_ring(const Fd& fd, size_t data_pages) {
+  std::lock_guard lock(mu_);
+  auto event = events_.find(id_of(fd.get()));
+  if (event == events_.end()) return refused(EBADF, "not a perf fd");
+  // perf_mmap(): the data part must be 2^n pages, else EINVAL.
+  if (data_pages == 0 || (data_pages & (data_pages - 1)) != 0) return refused(EINVAL, "data pages not a power of two");
+  const perf_event_attr& a = event->second.attr;
+  auto writer = std::make_shared<RingWriter>(data_pages, RecordLayout{a.sample_type, a.sample_id_all != 0},
+                                             SampleIdValues{0, 0, 0, event->first, 0, 0});
+  const size_t bytes = writer->mapping().size();
+  std::lock_guard rings(rings_->mu);
+  if (rings_->bytes + bytes > mlock_limit) return refused(EPERM, "locked memory over perf_event_mlock_kb");
+  rings_->bytes += bytes;
+  rings_->by_event[event->first] = writer;
+  return RingMapping(writer->mapping().data(), bytes, [state = rings_, id = event->first, writer](std::byte*, size_t n) {
+    std::lock_guard lock(state->mu);  // munmap: the kernel stops writing into it
+    state->by_event.erase(id);
+    state->bytes -= n;
+  });
+}
+
+std::vector<std::pair<uint64_t, std::shared_ptr<RingWriter>>> FakeKernel::rings_of(pid_t tid) const {
+  std::vector<std::pair<uint64_t, std::shared_ptr<RingWriter>>> out;
+  if (exited_.contains(tid)) return out;
+  auto live = live_ids();
+  std::lock_guard rings(rings_->mu);
+  for (const auto& [id, writer] : rings_->by_event) {
+    if (live.contains(id) && events_.at(id).tid == tid) out.emplace_back(id, writer);
+  }
+  return out;
+}
+
+size_t FakeKernel::sample(pid_t tid, uint16_t misc, uint64_t ip, size_t n, const std::vector<uint64_t>& callchain) {
+  std::lock_guard lock(mu_);
+  size_t written = 0;
+  for (const auto& [id, writer] : rings_of(tid)) {
+    const perf_event_attr& a = events_.at(id).attr;
+    for (size_t i = 0; i < n; ++i) {
+      timespec now{};
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      uint64_t ns = static_cast<uint64_t>(now.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(now.tv_nsec);
+      SampleFields f{misc, id, ip, static_cast<uint32_t>(tid), static_cast<uint32_t>(tid), ns, 0, 0, 0, a.freq ? 1'000'000 : a.sample_period, callchain};
+      written += writer->write(sample_record(f, RecordLayout{a.sample_type, a.sample_id_all != 0})) ? 1 : 0;
+    }
+  }
+  return written;
+}
+
+void FakeKernel::write_record(pid_t tid, std::span<const std::byte> record) {
+  std::lock_guard lock(mu_);
+  for (const auto& [id, writer] : rings_of(tid)) writer->write(record);
+}
+
+size_t FakeKernel::rings() const {
+  std::lock_guard rings(rings_->mu);
+  return rings_->by_event.size();
+}
+
+size_t FakeKernel::ring_bytes() const {
+  std::lock_guard rings(rings_->mu);
+  return rings_->bytes;
+}
+
 void FakeKernel::exit_thread(pid_t tid) {
   std::lock_guard lock(mu_);
   exited_.insert(tid);
@@ -204,6 +280,8 @@ FakeKernel linux_3_1() {
       {"exclude_host/exclude_guest are reserved bits before commit a240f76165e6 (3.2): EINVAL",
        [](const perf_event_attr& a) { return has_exclude_bits(a) ? EINVAL : 0; }},
       precise_needs_sampling(),
+      no_use_clockid(),
+      no_sample_identifier(),
   });
 }
 
@@ -213,6 +291,8 @@ FakeKernel linux_3_6() {
        [](const perf_event_attr& a) { return a.precise_ip && !a.exclude_guest ? EOPNOTSUPP : 0; }},
       precise_limit(2, "arch/x86/kernel/cpu/perf_event.c x86_pmu_hw_config(): precise_ip > max -> EOPNOTSUPP"),
       precise_needs_sampling(),
+      no_use_clockid(),
+      no_sample_identifier(),
   });
 }
 

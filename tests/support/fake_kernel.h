@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "agent/system/perf_backend.h"
+#include "tests/support/ring_writer.h"
 
 namespace kvmprof::testing {
 
@@ -38,8 +40,23 @@ class FakeKernel final : public PerfBackend {
   Result<Fd> open(perf_event_attr& attr, pid_t tid, int cpu, int group_fd) override;
   Result<size_t> read(const Fd& fd, std::span<std::byte> buf) override;
   Result<uint64_t> event_id(const Fd& fd) override;
+  // Heap memory laid out as the kernel maps a ring (page 0 + data pages), written by sample().
+  Result<RingMapping> map_ring(const Fd& fd, size_t data_pages) override;
 
   const std::string& name() const { return name_; }
+
+  // Writes `n` samples into the ring of every open sampling event on `tid`, as the kernel does
+  // when one fires (kernel/events/core.c perf_prepare_sample/perf_output_sample): misc gives
+  // the mode, the time is CLOCK_MONOTONIC now. Returns how many records fit.
+  size_t sample(pid_t tid, uint16_t misc, uint64_t ip, size_t n = 1, const std::vector<uint64_t>& callchain = {});
+  // One record of raw bytes into the rings on `tid` (LOST_SAMPLES, THROTTLE, garbage).
+  void write_record(pid_t tid, std::span<const std::byte> record);
+  // Rings mapped now, and their bytes.
+  size_t rings() const;
+  size_t ring_bytes() const;
+  // perf_event_mlock_kb + RLIMIT_MEMLOCK for an agent without CAP_IPC_LOCK: a mapping that
+  // would pass it fails EPERM (kernel/events/core.c perf_mmap(): locked > lock_limit).
+  size_t mlock_limit = SIZE_MAX;
 
   // A thread that exited: opens on it fail ESRCH; its open events keep their last values.
   void exit_thread(pid_t tid);
@@ -75,6 +92,14 @@ class FakeKernel final : public PerfBackend {
     uint64_t count, enabled, running;
   };
 
+  struct Rings {  // shared with the mappings, which may outlive a moved-from FakeKernel
+    std::mutex mu;
+    std::map<uint64_t, std::shared_ptr<RingWriter>> by_event;  // by event id
+    size_t bytes = 0;
+  };
+  // The rings of the open events on `tid`, with their event ids.
+  std::vector<std::pair<uint64_t, std::shared_ptr<RingWriter>>> rings_of(pid_t tid) const;
+
   int check_group(const perf_event_attr& attr, pid_t tid, int group_fd) const;
   uint64_t id_of(int fd) const;
   std::set<uint64_t> live_ids() const;
@@ -88,6 +113,7 @@ class FakeKernel final : public PerfBackend {
   std::vector<std::pair<perf_event_attr, int>> calls_;
   uint64_t next_id_ = 1;
   size_t reads_ = 0;
+  std::shared_ptr<Rings> rings_ = std::make_shared<Rings>();
 };
 
 // The personalities the tests run against.

@@ -33,8 +33,13 @@ Snapshot everything() {
   VmSample aggregated{"vm2", "00000000-0000-0000-0000-000000000002", "batch", true, {{0, {{"all", 1}}, 0, {}, {}}}, {}, {}};
   aggregated.events = {{"cycles", "host", 1, 1, 1}, {"cycles", "guest", 2, 1, 1}};
   s.vms.push_back(aggregated);
-  s.event_info.push_back({"cycles", "default", "split", 0, "ok", "split", "counts host and guest apart"});
-  s.event_info.push_back({"cycles", "batch", "auto", 0, "degraded", "host", "hybrid"});
+  s.event_info.push_back({"count", "cycles", "default", "split", 0, "ok", "split", "counts host and guest apart", "type=0"});
+  s.event_info.push_back({"count", "cycles", "batch", "auto", 0, "degraded", "host", "hybrid", "type=0"});
+  s.event_info.push_back({"sample", "cycles", "batch", "auto", 0, "ok", "all", "samples", "type=0 sample_type=IP"});
+  s.vms[0].vcpus[0].samples = {{"cpu-clock", "host_kernel", 7}, {"cpu-clock", "guest_kernel", 2}};
+  s.vms[0].emulator_samples = {{"cpu-clock", "host_user", 3}};
+  s.vms[0].samples_lost = {{"ring_full", 4}, {"kernel_dropped", 0}, {"corrupt", 1}};
+  s.vms[0].sample_throttles = 5;
   s.limit_actions.push_back({"batch", "per_vm", ""});
   s.limit_actions.push_back({"batch", "dropped", "instructions"});
   s.perf_open_errors[{"cycles", "EACCES"}] = 3;
@@ -78,8 +83,20 @@ TEST(MetricsRender, EverySeriesIsUniqueWithSplitEventsPerVmSumsAndHistograms) {
   EXPECT_EQ(s.values.at({"kvmprof_vm_events_total", {{"domain", "vm2"}, {"uuid", "00000000-0000-0000-0000-000000000002"},
                                                      {"event", "cycles"}, {"mode", "guest"}}}), 2);
   EXPECT_EQ(s.values.at({"kvmprof_collection_duration_seconds_bucket", {{"le", "+Inf"}}}), 6);
-  EXPECT_EQ(s.values.at({"kvmprof_event_info", {{"event", "cycles"}, {"policy", "batch"}, {"guest", "auto"}, {"precise", "0"},
-                                                {"status", "degraded"}, {"counts", "host"}, {"reason", "hybrid"}}}), 1);
+  EXPECT_EQ(s.values.at({"kvmprof_event_info", {{"use", "count"}, {"event", "cycles"}, {"policy", "batch"}, {"guest", "auto"},
+                                                {"precise", "0"}, {"status", "degraded"}, {"counts", "host"},
+                                                {"reason", "hybrid"}, {"attrs", "type=0"}}}), 1);
+  Labels vm1{{"domain", "vm1"}, {"uuid", kUuid}};
+  Labels guest_samples = vm1;
+  guest_samples.insert({{"vcpu", "0"}, {"event", "cpu-clock"}, {"mode", "guest_kernel"}});
+  EXPECT_EQ(s.values.at({"kvmprof_vcpu_samples_total", guest_samples}), 2);
+  Labels emulator = vm1;
+  emulator.insert({{"event", "cpu-clock"}, {"mode", "host_user"}});
+  EXPECT_EQ(s.values.at({"kvmprof_vm_emulator_samples_total", emulator}), 3);
+  Labels ring_full = vm1;
+  ring_full["reason"] = "ring_full";
+  EXPECT_EQ(s.values.at({"kvmprof_samples_lost_total", ring_full}), 4);
+  EXPECT_EQ(s.values.at({"kvmprof_sample_throttles_total", vm1}), 5);
 }
 
 TEST(MetricsRender, TheDuplicateCheckCatchesARepeatedSeries) {

@@ -1,0 +1,288 @@
+#include "agent/collect/sampler.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace kvmprof {
+namespace {
+
+constexpr uint64_t kWakeKey = 0;
+constexpr int kMaxEvents = 64;
+const char* const kLostReasons[] = {"ring_full", "kernel_dropped", "corrupt"};
+
+uint64_t window_ns() { return static_cast<uint64_t>(std::chrono::nanoseconds(Sampler::kWindow).count()); }
+
+}  // namespace
+
+Sampler::Sampler(PerfBackend& perf, ErrorCounts& open_errors)
+    : perf_(perf),
+      open_errors_(open_errors),
+      page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))),
+      epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeKey;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+}
+
+bool Sampler::sampling_on(const PolicyPlan* plan) {
+  return plan && plan->sampling && !plan->sampling->event.counters.empty();
+}
+
+bool Sampler::samples(const PolicyPlan* plan, const VmThread& t) {
+  return sampling_on(plan) && (t.vcpu || plan->sampling->threads == SampleThreads::kAll);
+}
+
+void Sampler::thread_added(const VmThread& t, const std::shared_ptr<const PolicyPlan>& plan) {
+  std::lock_guard lock(mu_);
+  Vm& vm = vms_[t.vm];
+  if (!vm.plan) vm.plan = plan;
+  auto [it, added] = vm.threads.try_emplace(t.tid, Thread{t});
+  it->second.thread.vcpu = t.vcpu;  // a thread found unnamed may turn out to be a vCPU
+  if (it->second.rings.empty() && samples(vm.plan.get(), t)) open(vm, it->second, Clock::now());
+}
+
+void Sampler::thread_gone(const VmThread& t) {
+  std::lock_guard lock(mu_);
+  auto vm = vms_.find(t.vm);
+  if (vm == vms_.end()) return;
+  auto thread = vm->second.threads.find(t.tid);
+  if (thread == vm->second.threads.end()) return;
+  close(vm->second, thread->second);  // its last records first
+  vm->second.threads.erase(thread);
+}
+
+void Sampler::plan_changed(const std::string& uuid, const std::shared_ptr<const PolicyPlan>& plan) {
+  std::lock_guard lock(mu_);
+  Vm& vm = vms_[uuid];
+  auto key = [](const PolicyPlan* p) { return p && p->sampling ? p->sampling->key() : ""; };
+  bool same = key(vm.plan.get()) == key(plan.get());
+  if (!same) {
+    for (auto& [tid, thread] : vm.threads) close(vm, thread);  // drained under the old plan's event
+  }
+  vm.plan = plan;
+  if (!same) open_all(vm, Clock::now(), false);
+}
+
+void Sampler::vm_gone(const std::string& uuid) {
+  std::lock_guard lock(mu_);
+  auto vm = vms_.find(uuid);
+  if (vm == vms_.end()) return;
+  for (auto& [tid, thread] : vm->second.threads) close(vm->second, thread);
+  window_samples_ -= vm->second.window.size();
+  vms_.erase(vm);
+}
+
+void Sampler::open_all(Vm& vm, Clock::time_point now, bool only_due) {
+  for (auto& [tid, thread] : vm.threads) {
+    if (thread.rings.empty() && samples(vm.plan.get(), thread.thread) && (!only_due || thread.retry.due(now))) {
+      open(vm, thread, now);
+    }
+  }
+}
+
+// The event on the thread, one per PMU, each with its ring: all or none.
+void Sampler::open(Vm& vm, Thread& thread, Clock::time_point now) {
+  const SamplingPlan& plan = *vm.plan->sampling;
+  std::vector<Ring> rings;
+  auto fail = [&](const Error& e, bool mmap) {
+    count_error(open_errors_, plan.event.event, e);
+    thread.err = e.err;
+    thread.mmap_refused = mmap;
+    thread.retry.failed(now);
+    if (mmap && e.err == EPERM && !memlock_ceiling_) memlock_ceiling_ = mapped_;
+  };
+  for (const auto& counter : plan.event.counters) {
+    perf_event_attr attr = counter.attr;
+    auto fd = perf_.open(attr, thread.thread.tid, -1, -1);
+    if (!fd.ok()) return fail(fd.error(), false);
+    auto mapping = perf_.map_ring(*fd, plan.data_pages);
+    if (!mapping.ok()) return fail(mapping.error(), true);
+    Ring ring{next_key_++, std::move(*fd), std::move(*mapping), nullptr, {attr.sample_type, attr.sample_id_all != 0}};
+    ring.reader = std::make_unique<RingReader>(ring.mapping.bytes(), page_size_);
+    rings.push_back(std::move(ring));
+  }
+  for (const Ring& ring : rings) {
+    mapped_ += ring.mapping.bytes().size();
+    rings_[ring.key] = {thread.thread.vm, thread.thread.tid};
+    watch(ring);
+  }
+  thread.rings = std::move(rings);
+  thread.err = 0;
+  thread.mmap_refused = false;
+  thread.retry.succeeded();
+}
+
+// Wakes the sampler thread when the ring passes its watermark. A descriptor epoll cannot watch
+// (the fake kernel's) is drained by the cycles alone.
+void Sampler::watch(const Ring& ring) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = ring.key;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ring.fd.get(), &ev);
+}
+
+// The ring's last records, then its fd and mapping go (closing the fd takes it out of epoll).
+void Sampler::close(Vm& vm, Thread& thread) {
+  for (Ring& ring : thread.rings) {
+    drain_ring(vm, thread, ring);
+    rings_.erase(ring.key);
+    mapped_ -= ring.mapping.bytes().size();
+  }
+  thread.rings.clear();
+}
+
+void Sampler::drain(Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  for (auto& [uuid, vm] : vms_) {
+    open_all(vm, now, true);
+    for (auto& [tid, thread] : vm.threads) {
+      for (Ring& ring : thread.rings) drain_ring(vm, thread, ring);
+    }
+  }
+}
+
+void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
+  epoll_event events[kMaxEvents];
+  int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, static_cast<int>(timeout.count()));
+  std::lock_guard lock(mu_);
+  if (n <= 0) {  // timed out (or a signal): the rings below their watermark too
+    for (auto& [uuid, vm] : vms_) {
+      for (auto& [tid, thread] : vm.threads) {
+        for (Ring& ring : thread.rings) drain_ring(vm, thread, ring);
+      }
+    }
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == kWakeKey) {
+      uint64_t count = 0;
+      [[maybe_unused]] auto r = ::read(wake_.get(), &count, sizeof count);
+      continue;
+    }
+    auto where = rings_.find(events[i].data.u64);
+    if (where == rings_.end()) continue;  // closed since the wait returned
+    Vm& vm = vms_.at(where->second.first);
+    Thread& thread = vm.threads.at(where->second.second);
+    for (Ring& ring : thread.rings) {
+      if (ring.key == where->first) drain_ring(vm, thread, ring);
+    }
+  }
+}
+
+void Sampler::wake() {
+  uint64_t one = 1;
+  [[maybe_unused]] auto r = ::write(wake_.get(), &one, sizeof one);
+}
+
+void Sampler::drain_ring(Vm& vm, const Thread& thread, Ring& ring) {
+  const RecordLayout layout = ring.layout;
+  DrainStats stats = ring.reader->drain([&](std::span<const std::byte> record) { take(vm, thread, record, layout); },
+                                        ring.reader->data_size());
+  if (stats.corrupt) ++vm.lost["corrupt"];
+}
+
+void Sampler::take(Vm& vm, const Thread& thread, std::span<const std::byte> bytes, const RecordLayout& layout) {
+  auto record = decode_record(bytes, layout);
+  if (!record.ok()) {
+    ++vm.lost["corrupt"];
+    return;
+  }
+  if (auto* s = std::get_if<SampleRecord>(&*record)) {
+    Key key{vm.plan->sampling->event.event, std::string(to_string(s->mode))};
+    ++(thread.thread.vcpu ? vm.vcpus[*thread.thread.vcpu][key] : vm.emulator[key]);
+    keep(vm, WindowSample{s->time, thread.thread.tid, thread.thread.vcpu, s->mode, s->period, s->ip,
+                          std::move(s->kernel_stack), std::move(s->user_stack)});
+  } else if (auto* lost = std::get_if<LostRecord>(&*record)) {
+    vm.lost["ring_full"] += lost->lost;
+  } else if (auto* dropped = std::get_if<LostSamplesRecord>(&*record)) {
+    vm.lost["kernel_dropped"] += dropped->lost;
+  } else if (auto* throttle = std::get_if<ThrottleRecord>(&*record)) {
+    vm.throttles += throttle->throttled ? 1 : 0;
+  }
+}
+
+// The last window of samples, at most an equal share of kMaxWindowSamples per VM.
+void Sampler::keep(Vm& vm, WindowSample sample) {
+  const uint64_t oldest = sample.time_ns > window_ns() ? sample.time_ns - window_ns() : 0;
+  vm.window.push_back(std::move(sample));
+  ++window_samples_;
+  const size_t share = std::max<size_t>(1, kMaxWindowSamples / vms_.size());
+  while (!vm.window.empty() && (vm.window.front().time_ns < oldest || vm.window.size() > share)) {
+    vm.window.pop_front();
+    --window_samples_;
+  }
+}
+
+void Sampler::fill(const std::string& uuid, VmSample& out) const {
+  std::lock_guard lock(mu_);
+  auto it = vms_.find(uuid);
+  if (it == vms_.end() || !sampling_on(it->second.plan.get())) return;
+  const Vm& vm = it->second;
+  std::set<unsigned> running;
+  for (const auto& [tid, thread] : vm.threads) {
+    if (thread.thread.vcpu) running.insert(*thread.thread.vcpu);
+  }
+  for (unsigned index : running) {
+    auto totals = vm.vcpus.find(index);
+    if (totals == vm.vcpus.end()) continue;
+    for (const auto& [key, count] : totals->second) vcpu_sample(out, index).samples.push_back({key.first, key.second, count});
+  }
+  for (const auto& [key, count] : vm.emulator) out.emulator_samples.push_back({key.first, key.second, count});
+  for (const char* reason : kLostReasons) {
+    auto lost = vm.lost.find(reason);
+    out.samples_lost[reason] = lost == vm.lost.end() ? 0 : lost->second;
+  }
+  out.sample_throttles = vm.throttles;
+}
+
+std::map<std::string, SamplingHealth> Sampler::health() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, SamplingHealth> out;
+  for (const auto& [uuid, vm] : vms_) {
+    for (const auto& [tid, thread] : vm.threads) {
+      if (!samples(vm.plan.get(), thread.thread)) continue;
+      SamplingHealth& h = out[vm.plan->sampling->event.event];
+      if (!thread.rings.empty()) {
+        ++h.open;
+        continue;
+      }
+      ++h.refused;
+      h.last_errno = thread.err;
+      h.mmap_refused = thread.mmap_refused;
+    }
+  }
+  return out;
+}
+
+std::vector<WindowSample> Sampler::window(const std::string& uuid, uint64_t since_ns) const {
+  std::lock_guard lock(mu_);
+  std::vector<WindowSample> out;
+  auto it = vms_.find(uuid);
+  if (it == vms_.end()) return out;
+  for (const auto& s : it->second.window) {
+    if (s.time_ns >= since_ns) out.push_back(s);
+  }
+  return out;
+}
+
+size_t Sampler::fd_count() const {
+  std::lock_guard lock(mu_);
+  return rings_.size();
+}
+
+size_t Sampler::mapped_bytes() const {
+  std::lock_guard lock(mu_);
+  return mapped_;
+}
+
+std::optional<size_t> Sampler::memlock_ceiling() const {
+  std::lock_guard lock(mu_);
+  return memlock_ceiling_;
+}
+
+}  // namespace kvmprof
