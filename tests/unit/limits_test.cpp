@@ -90,3 +90,29 @@ TEST(Limits, EventsThatWereNotPlannedBeforeAreNoDegradation) {
   out = apply_limits({demand("p", 0, {2, 2, 2, 2}, 10)}, limits(0, 1000), out);
   EXPECT_EQ(out["p"].dropped, 0u);
 }
+
+TEST(Limits, OverASamplingLimitTheLowestPriorityStopsSamplingAndComesBackBelowNinetyPercent) {
+  auto demands = [](size_t web_threads) {
+    PolicyDemand web = demand("web", 0, {}, web_threads);
+    web.sampled_threads = web_threads;
+    web.ring_bytes = 9 * 4096;
+    PolicyDemand db = demand("db", 10, {}, 4);
+    db.sampled_threads = 4;
+    db.ring_bytes = 65 * 4096;
+    return std::vector<PolicyDemand>{db, web};
+  };
+  Limits l;
+  l.max_sampled_threads = 10;
+  LimitOutcome out = apply_limits(demands(8), l, {});  // 12 threads > 10
+  EXPECT_FALSE(out["db"].sampling_off);
+  EXPECT_TRUE(out["web"].sampling_off);
+  out = apply_limits(demands(6), l, out);  // 10 would fit, but not 90%
+  EXPECT_TRUE(out["web"].sampling_off);
+  out = apply_limits(demands(5), l, out);  // 9 <= 9: restored
+  EXPECT_FALSE(out["web"].sampling_off);
+  Limits bytes;
+  bytes.max_ring_bytes = 4 * 65 * 4096;  // room for db's rings only
+  out = apply_limits(demands(2), bytes, {});
+  EXPECT_FALSE(out["db"].sampling_off);
+  EXPECT_TRUE(out["web"].sampling_off);
+}
