@@ -72,7 +72,8 @@ Commands:
   check-config   validate FILE, including explicit guest settings this host (or --root DIR)
                  refuses; prints every problem as FILE:LINE:COLUMN: message and exits 2.
   probe          what this host is, as kvmprof sees it: CPU, microcode, PMUs, KVM parameters,
-                 perf_event_paranoid, capabilities, kernel perf features, applying quirks.
+                 perf_event_paranoid, capabilities, kernel perf features, what a sampling
+                 ring offers (rdpmc, time, time_zero; use_clockid), applying quirks.
   explain        for each EVENT (default: the config's events), the perf_event_attr that will
                  be opened (field names as perf stat -vv prints them), what it really counts
                  (guest, host, all or split), the status (ok, degraded, refused, unsupported),

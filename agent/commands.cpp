@@ -24,7 +24,10 @@ HostModel host_for(const std::string& root, PerfBackend& perf) {
 int run_probe(const std::string& root, bool json) {
   RealPerfBackend perf;
   HostModel host = host_for(root, perf);
-  std::cout << (json ? format_host_json(host, builtin_quirks()) : format_host(host, builtin_quirks()));
+  std::optional<RingProbe> ring;
+  if (live_host(root)) ring = probe_ring(perf, host);
+  const RingProbe* r = ring ? &*ring : nullptr;
+  std::cout << (json ? format_host_json(host, builtin_quirks(), r) : format_host(host, builtin_quirks(), r));
   return 0;
 }
 

@@ -50,7 +50,9 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
   }
   std::vector<SamplingConfig> sampling;
   if (opts.sample) {
-    for (const auto& spec : events) sampling.push_back(SamplingConfig{PolicyEvent{spec, *guest, {}}});
+    for (const auto& spec : events) {
+      sampling.emplace_back().event = PolicyEvent{spec, *guest, {}};
+    }
     events.clear();
   } else if (events.empty()) {
     for (const auto& e : config.default_policy.events) events.push_back(e.spec);

@@ -60,7 +60,21 @@ std::string format_attr(const perf_event_attr& a) {
   return out.str();
 }
 
-std::string format_host(const HostModel& h, const QuirkTable& quirks) {
+namespace {
+
+std::string format_ring(const RingProbe* ring) {
+  if (!ring) return "not probed (not the live host)";
+  if (!ring->caps) return "not available: " + ring->error;
+  const RingCaps& c = *ring->caps;
+  auto yn = [](const std::optional<bool>& b) { return b ? (*b ? "yes" : "no") : "unknown"; };
+  return std::string("rdpmc ") + yn(c.rdpmc) + ", time " + yn(c.time) + ", time_zero " + yn(c.time_zero) + ", time_short " +
+         yn(c.time_short) + " (" + c.rule + "); sample times " +
+         (ring->use_clockid.value_or(false) ? "CLOCK_MONOTONIC (use_clockid)" : "perf's clock (use_clockid refused)");
+}
+
+}  // namespace
+
+std::string format_host(const HostModel& h, const QuirkTable& quirks, const RingProbe* ring) {
   std::ostringstream out;
   const CpuId& c = h.cpu;
   out << "cpu:         " << c.vendor_id << " family " << c.family << " model " << c.model << " (" << hex(c.model)
@@ -85,6 +99,7 @@ std::string format_host(const HostModel& h, const QuirkTable& quirks) {
       << (h.kernel.attr_size ? std::to_string(*h.kernel.attr_size) : "not probed")
       << ", exclude_guest/exclude_host bits "
       << (h.kernel.exclude_guest_bits ? (*h.kernel.exclude_guest_bits ? "accepted" : "rejected (EINVAL)") : "not probed")
+      << "\nring:        " << format_ring(ring)
       << "\nquirks specific to this host:\n";
   for (const Quirk* q : applying(h, quirks)) out << "  " << q->id << ": " << q->description << "\n    source: " << q->source << "\n";
   return out.str();
@@ -108,7 +123,7 @@ std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
-std::string format_host_json(const HostModel& h, const QuirkTable& quirks) {
+std::string format_host_json(const HostModel& h, const QuirkTable& quirks, const RingProbe* ring) {
   std::ostringstream out;
   const CpuId& c = h.cpu;
   auto jb = [](const std::optional<bool>& b) { return b ? (*b ? "true" : "false") : "null"; };
@@ -127,7 +142,15 @@ std::string format_host_json(const HostModel& h, const QuirkTable& quirks) {
       << ",\"perf_event_paranoid\":" << h.perf_event_paranoid << ",\"cap_perfmon\":" << (h.cap_perfmon ? "true" : "false")
       << ",\"cap_sys_admin\":" << (h.cap_sys_admin ? "true" : "false") << ",\"kernel\":{\"attr_size\":"
       << (h.kernel.attr_size ? std::to_string(*h.kernel.attr_size) : "null")
-      << ",\"exclude_guest_bits\":" << jb(h.kernel.exclude_guest_bits) << "},\"quirks\":[";
+      << ",\"exclude_guest_bits\":" << jb(h.kernel.exclude_guest_bits) << "},\"ring\":";
+  if (ring && ring->caps) {
+    out << "{\"rdpmc\":" << jb(ring->caps->rdpmc) << ",\"time\":" << jb(ring->caps->time) << ",\"time_zero\":"
+        << jb(ring->caps->time_zero) << ",\"time_short\":" << jb(ring->caps->time_short)
+        << ",\"rule\":" << json_string(ring->caps->rule) << ",\"use_clockid\":" << jb(ring->use_clockid) << "}";
+  } else {
+    out << "null";
+  }
+  out << ",\"quirks\":[";
   auto qs = applying(h, quirks);
   for (size_t i = 0; i < qs.size(); ++i) out << (i ? "," : "") << json_string(qs[i]->id);
   out << "]}\n";

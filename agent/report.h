@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "agent/system/host_probe.h"
 #include "agent/system/open_ladder.h"
 #include "policy/decision.h"
 #include "policy/host_model.h"
@@ -13,8 +14,9 @@ namespace kvmprof {
 
 // perf_event_attr with perf stat -vv's field names, non-zero fields only.
 std::string format_attr(const perf_event_attr& attr);
-std::string format_host(const HostModel& host, const QuirkTable& quirks);
-std::string format_host_json(const HostModel& host, const QuirkTable& quirks);
+// `ring`: what a sampling ring offers, on the live host only.
+std::string format_host(const HostModel& host, const QuirkTable& quirks, const RingProbe* ring = nullptr);
+std::string format_host_json(const HostModel& host, const QuirkTable& quirks, const RingProbe* ring = nullptr);
 // The decision; `opened` (may be null) is what the kernel accepted through the ladder.
 // `sampling`: a sampling event's decision, whose samples say themselves where they were taken.
 std::string format_decision(const Decision& d, const OpenedDecision* opened, bool sampling = false);

@@ -62,7 +62,7 @@ PolicyPlan limited(const PolicyPlan& plan, bool per_vm, size_t keep, bool sampli
     events.push_back(e);
   }
   Policy policy{plan.name, plan.match, {}, per_vm ? Aggregation::kPerVm : Aggregation::kPerVcpu,
-                plan.interval, plan.priority, {}};
+                plan.interval, plan.priority, {}, {}};
   PolicyPlan out = make_policy_plan(policy, std::move(events), max_group_size);
   if (sampling) out.sampling = plan.sampling;
   return out;
@@ -226,7 +226,7 @@ void Collector::read(const std::string& uuid, Clock::time_point now) {
 }
 
 VmSample Collector::sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const {
-  VmSample out{vm.record.name, vm.record.uuid, vm.policy, vm.mapped(), {}, {}, {}};
+  VmSample out{vm.record.name, vm.record.uuid, vm.policy, vm.mapped(), {}, {}, {}, {}, {}, {}};
   cpu_.fill(vm.record.uuid, out);
   counters_.fill(vm.record.uuid, out, live);
   sampler_.fill(vm.record.uuid, out);

@@ -143,7 +143,7 @@ std::vector<std::vector<size_t>> partition_slots(const std::vector<EventAttr>& s
 }
 
 PolicyPlan make_policy_plan(const Policy& policy, std::vector<PlannedEvent> events, size_t max_group_size) {
-  PolicyPlan plan{policy.name, policy.match, policy.aggregation, policy.priority, policy.interval, std::move(events), {}, {}};
+  PolicyPlan plan{policy.name, policy.match, policy.aggregation, policy.priority, policy.interval, std::move(events), {}, {}, {}};
   for (const auto& e : plan.events) plan.slots.insert(plan.slots.end(), e.counters.begin(), e.counters.end());
   plan.groups = partition_slots(plan.slots, max_group_size);
   return plan;

@@ -41,8 +41,8 @@ void Sampler::thread_added(const VmThread& t, const std::shared_ptr<const Policy
   std::lock_guard lock(mu_);
   Vm& vm = vms_[t.vm];
   if (!vm.plan) vm.plan = plan;
-  auto [it, added] = vm.threads.try_emplace(t.tid, Thread{t});
-  it->second.thread.vcpu = t.vcpu;  // a thread found unnamed may turn out to be a vCPU
+  auto it = vm.threads.try_emplace(t.tid).first;
+  it->second.thread = t;  // a thread found unnamed may turn out to be a vCPU
   if (it->second.rings.empty() && samples(vm.plan.get(), t)) open(vm, it->second, Clock::now());
 }
 

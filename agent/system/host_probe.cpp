@@ -1,5 +1,8 @@
 #include "agent/system/host_probe.h"
 
+#include "agent/system/open_ladder.h"
+#include "policy/sampling_decision.h"
+
 #include <charconv>
 #include <string>
 
@@ -114,6 +117,26 @@ KernelFeatures probe_kernel(PerfBackend& perf) {
   auto with_bits = perf.open(attr, 0, -1, -1);
   features.exclude_guest_bits = with_bits.ok() || with_bits.error().err != EINVAL;
   return features;
+}
+
+RingProbe probe_ring(PerfBackend& perf, const HostModel& host) {
+  SamplingConfig s;
+  s.event = PolicyEvent{std::get<EventSpec>(parse_event_spec("cpu-clock")), GuestMode::kAuto, {}};
+  s.buffer_pages = 1;
+  OpenedDecision opened = open_decision(perf, decide_sampling(s, host, builtin_quirks()), 0, -1, -1, host);
+  RingProbe out;
+  if (opened.counters.empty()) {
+    out.error = "sampling event refused: " + opened.reason;
+    return out;
+  }
+  out.use_clockid = opened.counters[0].attr.use_clockid != 0;
+  auto mapping = perf.map_ring(opened.counters[0].fd, 1);
+  if (!mapping.ok()) {
+    out.error = mapping.error().message();
+    return out;
+  }
+  out.caps = read_caps(*reinterpret_cast<const perf_event_mmap_page*>(mapping->bytes().data()));
+  return out;
 }
 
 }  // namespace kvmprof

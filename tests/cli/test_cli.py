@@ -78,6 +78,29 @@ class Cli(unittest.TestCase):
             self.assertIn("no hardware PMU", cycles)
         self.assertIn("task-clock  (guest: auto)\n  status:    ok", out)
 
+    def test_probe_reads_the_ring_page_by_structure_and_explain_shows_sampling_attrs(self):
+        probe = json.loads(run("probe", "--json").stdout)
+        ring = probe["ring"]
+        self.assertIsNotNone(ring, "the live host's sampling ring was not probed")
+        # Every kernel since 3.12 sets cap_bit0_is_deprecated; this one takes use_clockid (4.1+).
+        self.assertEqual(ring["rule"], "cap_bit0_is_deprecated set: bits 2-5 trusted")
+        self.assertTrue(ring["use_clockid"])
+        self.assertIn("\nring:        ", run("probe").stdout)
+        out = run("explain", "--sample", "cpu-clock", "--guest", "exclude").stdout
+        self.assertIn("sampling cpu-clock  (guest: exclude, explicit)\n  status:    degraded", out)
+        self.assertIn("only makes kernels since 6.13 tag those samples host_kernel", out)
+        for field in ("sample_type                      IDENTIFIER|IP|TID|TIME|PERIOD|CALLCHAIN",
+                      "exclude_guest                    1", "sample_id_all                    1",
+                      "use_clockid                      1", "freq                             1"):
+            self.assertIn(field, out)
+        with open(self.config, "a") as f:
+            f.write("default:\n  sampling: {event: cycles, precise: 1}\n")
+        fixture = os.path.join(TOP, "tests/fixtures/cpus/intel-skylake-client-new-ucode")
+        out = run("explain", "--config", self.config, "--root", fixture).stdout
+        self.assertIn("sampling cycles:p  (guest: auto)\n  status:    degraded", out)
+        self.assertIn("precise_ip                       1", out)
+        self.assertIn("[intel-pebs-host-only]", out)
+
     def test_check_config_refuses_what_is_not_a_regular_file_without_blocking(self):
         fifo = os.path.join(self.tmp.name, "fifo.yaml")
         os.mkfifo(fifo)

@@ -185,7 +185,7 @@ Result<RingMapping> FakeKernel::map_ring(const Fd& fd, size_t data_pages) {
   rings_->bytes += bytes;
   rings_->by_event[event->first] = writer;
   return RingMapping(writer->mapping().data(), bytes, [state = rings_, id = event->first, writer](std::byte*, size_t n) {
-    std::lock_guard lock(state->mu);  // munmap: the kernel stops writing into it
+    std::lock_guard unmapping(state->mu);  // munmap: the kernel stops writing into it
     state->by_event.erase(id);
     state->bytes -= n;
   });

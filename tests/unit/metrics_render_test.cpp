@@ -14,8 +14,8 @@ std::string scrape(const Snapshot& s) { return prometheus_text(s, {"1.2.3", "abc
 
 Snapshot one_vm(std::string name) {
   Snapshot s;
-  VmSample vm{std::move(name), kUuid, "default", true, {}, {{"host_user", 1.5}}, {}};
-  vm.vcpus.push_back({0, {{"all", 2.5}}, 0.25, {{"all", 10}}, {{"task-clock", "all", 9, 1, 1}}});
+  VmSample vm{std::move(name), kUuid, "default", true, {}, {{"host_user", 1.5}}, {}, {}, {}, {}};
+  vm.vcpus.push_back({0, {{"all", 2.5}}, 0.25, {{"all", 10}}, {{"task-clock", "all", 9, 1, 1}}, {}});
   s.vms.push_back(vm);
   s.sources.push_back({"perf:kvm:kvm_exit", false, "never fires"});
   return s;
@@ -29,8 +29,9 @@ Snapshot everything() {
   v.events.push_back({"cycles", "host", 100, 2, 1});
   v.events.push_back({"cycles", "guest", 300, 2, 1});
   s.vms[0].vcpus.push_back({1, {{"guest", 1}, {"host_kernel", 2}, {"host_user", 3}}, 0.5, {{"all", 4}, {"halt", 2}},
-                            {{"cycles", "host", 10, 2, 2}, {"cycles", "guest", 30, 2, 2}}});
-  VmSample aggregated{"vm2", "00000000-0000-0000-0000-000000000002", "batch", true, {{0, {{"all", 1}}, 0, {}, {}}}, {}, {}};
+                            {{"cycles", "host", 10, 2, 2}, {"cycles", "guest", 30, 2, 2}}, {}});
+  VmSample aggregated{"vm2", "00000000-0000-0000-0000-000000000002", "batch", true, {{0, {{"all", 1}}, 0, {}, {}, {}}},
+                      {}, {}, {}, {}, {}};
   aggregated.events = {{"cycles", "host", 1, 1, 1}, {"cycles", "guest", 2, 1, 1}};
   s.vms.push_back(aggregated);
   s.event_info.push_back({"count", "cycles", "default", "split", 0, "ok", "split", "counts host and guest apart", "type=0"});
