@@ -36,4 +36,5 @@ kvmprof-agent is running (pid $(cat "$state/agent.pid"), log $state/agent.log).
   $top/build/agent/kvmprof-agent --help
 Stop the agent and the demo VM with: $top/deploy/demo.sh stop
 MSG
-curl -sf localhost:9477/metrics | grep -E '^kvmprof_(vm_info|vcpu_cpu_seconds_total)' | head -8
+sleep 6  # one more cycle, so the first samples are drained and counted
+curl -sf localhost:9477/metrics | grep -E '^kvmprof_(vm_info|vcpu_cpu_seconds_total|vcpu_samples_total)' | head -12
