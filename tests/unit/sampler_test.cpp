@@ -267,3 +267,31 @@ TEST(SamplerOnRealThreads, AUserSpinIsHostUserAndASyscallLoopIsHostKernelAtTheFr
   EXPECT_GT(kernel_mode, 0.7 * total[1]);
   EXPECT_EQ(sampler.mapped_bytes(), 0u);
 }
+
+// A thread that exits leaves its event polling EPOLLHUP for good (kernel/events/core.c
+// perf_poll); the sampler thread must go back to waiting instead of spinning on it until the
+// collection cycle notices the exit.
+TEST(SamplerOnRealThreads, AnExitedThreadDoesNotKeepTheSamplerThreadAwake) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  RealPerfBackend perf;
+  ErrorCounts errors;
+  Sampler sampler(perf, errors);
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> stop{false};
+  std::thread worker([&] {
+    tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    spin_in_user(stop);
+  });
+  while (!tid) std::this_thread::yield();
+  sampler.thread_added(VmThread{kVm, ::getpid(), tid, 0u}, sampled(perf, SampleThreads::kAll, 999, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // past the watermark: a wakeup is due
+  stop = true;
+  worker.join();
+  sampler.wait_and_drain(std::chrono::milliseconds(100));  // drains, sees EPOLLHUP, stops watching
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) sampler.wait_and_drain(std::chrono::milliseconds(100));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));  // each waited its timeout
+  EXPECT_GT(sampler.window(kVm).size(), 0u);  // its samples, drained (how many depends on its CPU share)
+  sampler.thread_gone(VmThread{kVm, ::getpid(), tid, 0u});
+  EXPECT_EQ(sampler.fd_count(), 0u);
+}
