@@ -14,25 +14,18 @@ struct State {
   const Limits& limits;
   std::vector<PolicyAllowance> allowed;  // parallel to demands
 
-  size_t series() const {
+  // The host's total of `of(demand, allowance)` over every policy.
+  template <class F>
+  size_t total(F of) const {
     size_t n = 0;
-    for (size_t i = 0; i < demands.size(); ++i) n += estimated_series(demands[i], allowed[i]);
+    for (size_t i = 0; i < demands.size(); ++i) n += of(demands[i], allowed[i]);
     return n;
   }
-  size_t counters() const {
-    size_t n = 0;
-    for (size_t i = 0; i < demands.size(); ++i) n += open_counters(demands[i], allowed[i]);
-    return n;
-  }
-  size_t threads() const {
-    size_t n = 0;
-    for (size_t i = 0; i < demands.size(); ++i) n += sampled_threads(demands[i], allowed[i]);
-    return n;
-  }
+  size_t series() const { return total(estimated_series); }
+  size_t counters() const { return total(open_counters); }
+  size_t threads() const { return total(sampled_threads); }
   size_t ring_bytes() const {
-    size_t n = 0;
-    for (size_t i = 0; i < demands.size(); ++i) n += sampled_threads(demands[i], allowed[i]) * demands[i].ring_bytes;
-    return n;
+    return total([](const PolicyDemand& d, const PolicyAllowance& a) { return sampled_threads(d, a) * d.ring_bytes; });
   }
   bool sampling_within(double share) const {
     return ok(threads(), limits.max_sampled_threads, share) && ok(ring_bytes(), limits.max_ring_bytes, share);

@@ -12,6 +12,7 @@
 #include "agent/system/open_ladder.h"
 #include "tests/support/fake_kernel.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/opened.h"
 
 using namespace kvmprof;
 using namespace kvmprof::testing;
@@ -35,11 +36,6 @@ struct Row {
   std::vector<std::string> counters;  // "mode precise exclude_guest exclude_host" per opened counter
   std::string reason_has;     // a quirk id or phrase the reason must name
 };
-
-std::string describe(const OpenedCounter& c) {
-  return c.mode + " p" + std::to_string(c.attr.precise_ip) + " eg" + std::to_string(c.attr.exclude_guest) +
-         " eh" + std::to_string(c.attr.exclude_host);
-}
 
 std::string name(const Row& r) { return r.fixture + " " + r.spec + " guest=" + std::string(to_string(r.guest)); }
 

@@ -10,6 +10,7 @@
 #include "policy/host_check.h"
 #include "tests/support/fake_kernel.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/opened.h"
 
 using namespace kvmprof;
 using namespace kvmprof::testing;
@@ -40,11 +41,6 @@ struct Row {
   std::vector<std::string> samplers;  // "mode precise exclude_guest exclude_host" per opened event
   std::string reason_has;
 };
-
-std::string describe(const OpenedCounter& c) {
-  return c.mode + " p" + std::to_string(c.attr.precise_ip) + " eg" + std::to_string(c.attr.exclude_guest) + " eh" +
-         std::to_string(c.attr.exclude_host);
-}
 
 }  // namespace
 
