@@ -169,7 +169,12 @@ void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
     Vm& vm = vms_.at(where->second.first);
     Thread& thread = vm.threads.at(where->second.second);
     for (Ring& ring : thread.rings) {
-      if (ring.key == where->first) drain_ring(vm, thread, ring);
+      if (ring.key != where->first) continue;
+      drain_ring(vm, thread, ring);
+      // The thread exited: its event is in PERF_EVENT_STATE_EXIT and polls EPOLLHUP for good
+      // (kernel/events/core.c perf_poll, is_event_hup). Stop watching it, or every wait would
+      // return at once; the cycle that finds the thread gone drains it a last time and closes it.
+      if (events[i].events & (EPOLLHUP | EPOLLERR)) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, ring.fd.get(), nullptr);
     }
   }
 }
