@@ -30,8 +30,8 @@ struct State {
   bool sampling_within(double share) const {
     return ok(threads(), limits.max_sampled_threads, share) && ok(ring_bytes(), limits.max_ring_bytes, share);
   }
-  bool within(double share) const {
-    return ok(series(), limits.max_series, share) && ok(counters(), limits.max_counters, share) && sampling_within(share);
+  bool counting_within(double share) const {
+    return ok(series(), limits.max_series, share) && ok(counters(), limits.max_counters, share);
   }
   static bool ok(size_t used, size_t limit, double share) {
     return limit == 0 || static_cast<double>(used) <= share * static_cast<double>(limit);
@@ -47,30 +47,24 @@ std::vector<size_t> degrade_order(const std::vector<PolicyDemand>& demands) {
 }
 
 // Undoes degradations from `previous`, highest priority first, one step at a time, while the
-// host stays within 90% of its limits.
+// host stays within 90% of the limits the step affects: sampling steps against the sampling
+// limits, counting steps against series and counters. Each kind stops at its first step that
+// does not fit, so a lower priority is never restored before a higher one.
 void restore(State& s, const std::vector<size_t>& order) {
+  bool sampling = true, counting = true;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     PolicyAllowance& a = s.allowed[*it];
-    if (a.sampling_off) {
+    if (sampling && a.sampling_off) {
       a.sampling_off = false;
-      if (!s.within(kRestoreBelow)) {
-        a.sampling_off = true;
-        return;
-      }
+      if (!s.sampling_within(kRestoreBelow)) a.sampling_off = true, sampling = false;
     }
-    while (a.dropped > 0) {
+    while (counting && a.dropped > 0) {
       --a.dropped;
-      if (!s.within(kRestoreBelow)) {
-        ++a.dropped;
-        return;
-      }
+      if (!s.counting_within(kRestoreBelow)) ++a.dropped, counting = false;
     }
-    if (a.forced_per_vm) {
+    if (counting && a.forced_per_vm) {
       a.forced_per_vm = false;
-      if (!s.within(kRestoreBelow)) {
-        a.forced_per_vm = true;
-        return;
-      }
+      if (!s.counting_within(kRestoreBelow)) a.forced_per_vm = true, counting = false;
     }
   }
 }

@@ -128,6 +128,8 @@ std::string Collector::policy_of(const DomainRecord& r) const {
 
 void Collector::apply(CollectorPlan plan) {
   config_ = std::move(plan);
+  sampler_.forget_memlock_ceiling();  // found again at the next refusal, if the limit was not raised
+  memlock_ceiling_.reset();
   inventory_.resolve_policies([this](const DomainRecord& r) { return policy_of(r); });
   enforce_limits();
 }
@@ -184,12 +186,7 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   for (const auto& [uuid, vm] : inventory_.vms()) uuids.push_back(uuid);
   for (const auto& uuid : uuids) read(uuid, now);
   sampler_.drain(now);
-  if (auto ceiling = sampler_.memlock_ceiling(); ceiling != memlock_ceiling_) {
-    memlock_ceiling_ = ceiling;
-    log_warning("the kernel refused a sampling ring's mmap (locked memory): sampling stops lowest priority first "
-                "to stay under " + std::to_string(*ceiling) + " bytes of rings");
-    enforce_limits();
-  }
+  recheck_sampling_limits();
   auto health = counters_.health();
   Snapshot snap;
   snap.sources = sources(libvirt_live, health);
@@ -209,6 +206,23 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   snap.sample_ring_bytes = sampler_.mapped_bytes();
   snap.timestamp_seconds = now_seconds();
   return snap;
+}
+
+// The sampling limits count threads, and QEMU starts and ends threads after its VM was found;
+// a refused ring's mmap sets a locked-memory ceiling. Either way the limits are applied again.
+void Collector::recheck_sampling_limits() {
+  size_t threads = 0;
+  for (const auto& [uuid, vm] : inventory_.vms()) threads += vm.threads.size();
+  const bool limited = config_.limits.max_sampled_threads > 0 || config_.limits.max_ring_bytes > 0 || memlock_ceiling_;
+  bool again = limited && threads != threads_seen_;
+  threads_seen_ = threads;
+  if (auto ceiling = sampler_.memlock_ceiling(); ceiling != memlock_ceiling_) {
+    memlock_ceiling_ = ceiling;
+    log_warning("the kernel refused a sampling ring's mmap (locked memory): sampling stops lowest priority first "
+                "to stay under the " + std::to_string(*ceiling) + " bytes of rings mapped then, until the next reload");
+    again = true;
+  }
+  if (again) enforce_limits();
 }
 
 // A VM due for reading (per its policy's interval): its threads where needed, then procfs and

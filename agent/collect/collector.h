@@ -59,6 +59,7 @@ class Collector {
   std::vector<const PolicyPlan*> plans() const;
   std::string policy_of(const DomainRecord& record) const;
   void enforce_limits();
+  void recheck_sampling_limits();
   void read(const std::string& uuid, Clock::time_point now);
   VmSample sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const;
   std::vector<SourceStatus> sources(bool libvirt_live, const std::map<std::string, EventHealth>& health);
@@ -77,6 +78,7 @@ class Collector {
   CounterGroups counters_;
   Sampler sampler_;
   std::optional<size_t> memlock_ceiling_;  // the sampler's, once applied to the limits
+  size_t threads_seen_ = 0;                // QEMU threads when the sampling limits were last checked
   std::map<std::string, std::shared_ptr<const PolicyPlan>> effective_;  // by policy, after the host limits
   LimitOutcome limits_;
   std::vector<LimitAction> limit_actions_;

@@ -290,4 +290,9 @@ std::optional<size_t> Sampler::memlock_ceiling() const {
   return memlock_ceiling_;
 }
 
+void Sampler::forget_memlock_ceiling() {
+  std::lock_guard lock(mu_);
+  memlock_ceiling_.reset();
+}
+
 }  // namespace kvmprof

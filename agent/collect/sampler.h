@@ -84,6 +84,7 @@ class Sampler final : public ThreadConsumer {
   // The locked memory mapped when the kernel first refused a ring's mmap with EPERM: a ceiling
   // for limits.max_ring_bytes, so the lowest priority stops sampling first.
   std::optional<size_t> memlock_ceiling() const;
+  void forget_memlock_ceiling();  // at a reload: the operator may have raised the limit
 
  private:
   using Key = std::pair<std::string, std::string>;  // (event, mode)

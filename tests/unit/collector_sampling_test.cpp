@@ -76,3 +76,19 @@ TEST(CollectorSampling, WhenLockedMemoryRunsOutSamplingStopsAsALimitActionAndSay
   EXPECT_NE(source(s, "sampling:cpu-clock").reason.find("a host limit stopped it"), std::string::npos);
   EXPECT_FALSE(s.vms.at(0).sample_throttles);  // not sampled: no sampling series
 }
+
+TEST(CollectorSampling, ThreadsQemuStartsLaterCountAgainstTheSamplingLimits) {
+  FileVm vm;
+  CollectorPlan plan = sampling_plan(vm.kernel, vm.qemu.root());
+  plan.limits.max_sampled_threads = 3;
+  Collector collector(vm.qemu.root(), vm.kernel, plan);
+  const auto t0 = Clock::now();
+  Snapshot s = collect(collector, {domain(2)}, t0);
+  EXPECT_EQ(vm.kernel.rings(), 3u);  // 3 of 3 threads
+  EXPECT_TRUE(s.limit_actions.empty());
+  vm.qemu.add_thread(104, "worker");
+  s = collect(collector, {domain(2)}, t0 + 1s);  // the reconcile finds it: 4 > 3
+  ASSERT_EQ(s.limit_actions.size(), 1u);
+  EXPECT_EQ(s.limit_actions[0].action, "sampling_off");
+  EXPECT_EQ(vm.kernel.rings(), 0u);
+}

@@ -116,3 +116,28 @@ TEST(Limits, OverASamplingLimitTheLowestPriorityStopsSamplingAndComesBackBelowNi
   EXPECT_FALSE(out["db"].sampling_off);
   EXPECT_TRUE(out["web"].sampling_off);
 }
+
+TEST(Limits, EachKindOfStepIsUndoneAgainstTheLimitsItAffects) {
+  // Series near their limit (950 of 1000, no step needed there) must not keep sampling off once
+  // the rings are back below 90%.
+  PolicyDemand p = demand("p", 0, {}, 190);  // 190 vCPUs x 5 series = 950
+  p.sampled_threads = 2;
+  p.ring_bytes = 1;
+  Limits l;
+  l.max_series = 1000;
+  l.max_sampled_threads = 10;
+  LimitOutcome previous{{"p", PolicyAllowance{false, 0, true}}};
+  EXPECT_FALSE(apply_limits({p}, l, previous)["p"].sampling_off);
+  // A higher priority whose sampling stays off does not hold back a lower one's dropped events.
+  PolicyDemand high = demand("high", 10, {}, 1);
+  high.sampled_threads = 10;
+  high.ring_bytes = 1;
+  PolicyDemand low = demand("low", 0, {1, 1}, 1);
+  l = Limits{};
+  l.max_sampled_threads = 10;
+  l.max_counters = 100;
+  previous = {{"high", PolicyAllowance{false, 0, true}}, {"low", PolicyAllowance{false, 1, false}}};
+  LimitOutcome out = apply_limits({high, low}, l, previous);
+  EXPECT_TRUE(out["high"].sampling_off);  // 10 of 10 threads: not below 90%
+  EXPECT_EQ(out["low"].dropped, 0u);
+}
