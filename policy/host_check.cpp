@@ -6,9 +6,11 @@
 namespace kvmprof {
 namespace {
 
+// `any`: every refusal is an error, not only of explicit guest settings (a sampling event is
+// refused only for something its block says: a precise level, a frequency, a guest setting).
 void check(const Decision& d, const std::string& what, const Policy& policy, Mark at, const std::string& file,
-           std::vector<ConfigError>& out) {
-  if (!d.explicit_request || d.status != DecisionStatus::kRefused) return;
+           std::vector<ConfigError>& out, bool any = false) {
+  if (!(d.explicit_request || any) || d.status != DecisionStatus::kRefused) return;
   std::string sources;
   for (const auto& s : d.sources) sources += "; source: " + s;
   out.push_back({file, at.line, at.column,
@@ -20,7 +22,7 @@ void check_policy(const Policy& policy, const std::string& file, const HostModel
                   std::vector<ConfigError>& out) {
   for (const auto& event : policy.events) check(decide(event.spec, event.guest, host, quirks), "", policy, event.mark, file, out);
   if (policy.sampling) {
-    check(decide_sampling(*policy.sampling, host, quirks), "sampling ", policy, policy.sampling->event.mark, file, out);
+    check(decide_sampling(*policy.sampling, host, quirks), "sampling ", policy, policy.sampling->event.mark, file, out, true);
   }
 }
 

@@ -53,6 +53,9 @@ struct HostModel {
   std::vector<PmuInfo> pmus;
   KvmParams kvm;
   int perf_event_paranoid = 2;
+  // kernel.perf_event_max_sample_rate: higher sample_freq is EINVAL. The kernel lowers it at
+  // run time when sampling interrupts take too long (kernel/events/core.c perf_sample_event_took).
+  std::optional<uint64_t> max_sample_rate;
   bool cap_perfmon = false;
   bool cap_sys_admin = false;
   KernelFeatures kernel;

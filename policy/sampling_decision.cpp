@@ -64,6 +64,18 @@ void merge_split(Decision& d) {
              (d.status == DecisionStatus::kDegraded ? "; " + d.reason : "");
 }
 
+// sys_perf_event_open(): sample_freq above kernel.perf_event_max_sample_rate is EINVAL.
+bool above_max_rate(Decision& d, const SamplingConfig& s, const HostModel& host) {
+  if (s.period || !host.max_sample_rate || s.frequency.value_or(kDefaultSampleHz) <= *host.max_sample_rate) return false;
+  d.status = DecisionStatus::kRefused;
+  d.counters.clear();
+  d.semantics.clear();
+  d.reason = "frequency " + std::to_string(s.frequency.value_or(kDefaultSampleHz)) + " Hz is above this host's "
+             "kernel.perf_event_max_sample_rate (" + std::to_string(*host.max_sample_rate) + "; the kernel lowers it "
+             "when sampling interrupts take too long): the kernel would answer EINVAL; lower the frequency";
+  return true;
+}
+
 }  // namespace
 
 Decision decide_sampling(const SamplingConfig& s, const HostModel& host, const QuirkTable& quirks) {
@@ -80,6 +92,7 @@ Decision decide_sampling(const SamplingConfig& s, const HostModel& host, const Q
     }
     merge_split(d);
   }
+  if (d.status == DecisionStatus::kRefused || d.status == DecisionStatus::kUnsupported || above_max_rate(d, s, host)) return d;
   for (auto& c : d.counters) set_sampling_attrs(c.attr, s);
   return d;
 }

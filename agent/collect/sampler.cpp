@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
+
+#include "agent/system/log.h"
 
 namespace kvmprof {
 namespace {
@@ -26,7 +29,11 @@ Sampler::Sampler(PerfBackend& perf, ErrorCounts& open_errors)
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWakeKey;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+  if (!epoll_.valid() || !wake_.valid() || ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
+    log_error("sampler: no epoll or eventfd (" + errno_name(errno) + "): rings are drained once a second and every "
+              "cycle only; raise LimitNOFILE if samples are lost");
+    epoll_.reset();
+  }
 }
 
 bool Sampler::sampling_on(const PolicyPlan* plan) {
@@ -65,6 +72,7 @@ void Sampler::plan_changed(const std::string& uuid, const std::shared_ptr<const 
     for (auto& [tid, thread] : vm.threads) close(vm, thread);  // drained under the old plan's event
   }
   vm.plan = plan;
+  if (!sampling_on(plan.get())) vm.window.clear();  // no profile from samples its policy no longer takes
   if (!same) open_all(vm, Clock::now(), false);
 }
 
@@ -73,7 +81,6 @@ void Sampler::vm_gone(const std::string& uuid) {
   auto vm = vms_.find(uuid);
   if (vm == vms_.end()) return;
   for (auto& [tid, thread] : vm->second.threads) close(vm->second, thread);
-  window_samples_ -= vm->second.window.size();
   vms_.erase(vm);
 }
 
@@ -120,15 +127,18 @@ void Sampler::open(Vm& vm, Thread& thread, Clock::time_point now) {
 // Wakes the sampler thread when the ring passes its watermark. A descriptor epoll cannot watch
 // (the fake kernel's) is drained by the cycles alone.
 void Sampler::watch(const Ring& ring) {
+  if (!epoll_.valid()) return;
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = ring.key;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ring.fd.get(), &ev);
 }
 
-// The ring's last records, then its fd and mapping go (closing the fd takes it out of epoll).
+// The event stops, the ring's last records are taken, then its fd and mapping go (closing the
+// fd takes it out of epoll).
 void Sampler::close(Vm& vm, Thread& thread) {
   for (Ring& ring : thread.rings) {
+    perf_.disable(ring.fd);  // an exited thread's event has stopped anyway
     drain_ring(vm, thread, ring);
     rings_.erase(ring.key);
     mapped_ -= ring.mapping.bytes().size();
@@ -138,17 +148,29 @@ void Sampler::close(Vm& vm, Thread& thread) {
 
 void Sampler::drain(Clock::time_point now) {
   std::lock_guard lock(mu_);
+  timespec mono{};
+  ::clock_gettime(CLOCK_MONOTONIC, &mono);
+  const uint64_t mono_ns = static_cast<uint64_t>(mono.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(mono.tv_nsec);
   for (auto& [uuid, vm] : vms_) {
     open_all(vm, now, true);
     for (auto& [tid, thread] : vm.threads) {
       for (Ring& ring : thread.rings) drain_ring(vm, thread, ring);
     }
+    // Sample times are CLOCK_MONOTONIC where the kernel took use_clockid; else in perf's clock,
+    // where only the count bounds the window.
+    bool monotonic = sampling_on(vm.plan.get()) && vm.plan->sampling->event.counters.front().attr.use_clockid;
+    trim(vm, monotonic ? mono_ns : 0);
   }
 }
 
 void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
   epoll_event events[kMaxEvents];
-  int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, static_cast<int>(timeout.count()));
+  int n = 0;
+  if (epoll_.valid()) {
+    n = ::epoll_wait(epoll_.get(), events, kMaxEvents, static_cast<int>(timeout.count()));
+  } else {
+    std::this_thread::sleep_for(timeout);
+  }
   std::lock_guard lock(mu_);
   if (n <= 0) {  // timed out (or a signal): the rings below their watermark too
     for (auto& [uuid, vm] : vms_) {
@@ -211,15 +233,19 @@ void Sampler::take(Vm& vm, const Thread& thread, std::span<const std::byte> byte
   }
 }
 
-// The last window of samples, at most an equal share of kMaxWindowSamples per VM.
 void Sampler::keep(Vm& vm, WindowSample sample) {
-  const uint64_t oldest = sample.time_ns > window_ns() ? sample.time_ns - window_ns() : 0;
+  const uint64_t newest = sample.time_ns;
   vm.window.push_back(std::move(sample));
-  ++window_samples_;
+  trim(vm, newest);
+}
+
+// The VM's last window of samples, at most an equal share of kMaxWindowSamples per VM (every
+// VM is trimmed again each cycle, so the total stays bounded as VMs come and go).
+void Sampler::trim(Vm& vm, uint64_t now_ns) {
+  const uint64_t oldest = now_ns > window_ns() ? now_ns - window_ns() : 0;
   const size_t share = std::max<size_t>(1, kMaxWindowSamples / vms_.size());
   while (!vm.window.empty() && (vm.window.front().time_ns < oldest || vm.window.size() > share)) {
     vm.window.pop_front();
-    --window_samples_;
   }
 }
 

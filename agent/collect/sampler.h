@@ -120,6 +120,7 @@ class Sampler final : public ThreadConsumer {
   void drain_ring(Vm& vm, const Thread& thread, Ring& ring);
   void take(Vm& vm, const Thread& thread, std::span<const std::byte> record, const RecordLayout& layout);
   void keep(Vm& vm, WindowSample sample);
+  void trim(Vm& vm, uint64_t now_ns);
   void watch(const Ring& ring);
 
   PerfBackend& perf_;
@@ -130,7 +131,6 @@ class Sampler final : public ThreadConsumer {
   std::map<std::string, Vm> vms_;
   std::map<uint64_t, std::pair<std::string, pid_t>> rings_;  // ring key -> (VM, thread)
   uint64_t next_key_ = 1;
-  size_t window_samples_ = 0;
   size_t mapped_ = 0;
   std::optional<size_t> memlock_ceiling_;
 };

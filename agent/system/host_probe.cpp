@@ -89,6 +89,8 @@ HostModel probe_host(const HostRoot& root) {
   host.kvm = read_kvm(root);
   auto paranoid = root.read_file("/proc/sys/kernel/perf_event_paranoid");
   if (paranoid.ok()) host.perf_event_paranoid = std::atoi(paranoid->c_str());
+  auto rate = root.read_file("/proc/sys/kernel/perf_event_max_sample_rate");
+  if (rate.ok() && std::atoll(rate->c_str()) > 0) host.max_sample_rate = static_cast<uint64_t>(std::atoll(rate->c_str()));
   // Capabilities are the agent's own, whatever the host root.
   if (auto status = read_whole_file("/proc/self/status"); status.ok()) {
     uint64_t caps = parse_cap_eff(*status);

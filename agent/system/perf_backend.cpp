@@ -28,6 +28,11 @@ Result<uint64_t> RealPerfBackend::event_id(const Fd& fd) {
   return id;
 }
 
+Result<bool> RealPerfBackend::disable(const Fd& fd) {
+  if (::ioctl(fd.get(), PERF_EVENT_IOC_DISABLE, 0) < 0) return system_error("ioctl PERF_EVENT_IOC_DISABLE");
+  return true;
+}
+
 Result<RingMapping> RealPerfBackend::map_ring(const Fd& fd, size_t data_pages) {
   size_t bytes = (1 + data_pages) * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);

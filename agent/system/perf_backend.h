@@ -57,6 +57,8 @@ class PerfBackend {
   // that the kernel reports what does not fit as PERF_RECORD_LOST instead of overwriting.
   // EPERM when it would exceed perf_event_mlock_kb + RLIMIT_MEMLOCK without CAP_IPC_LOCK.
   virtual Result<RingMapping> map_ring(const Fd& fd, size_t data_pages) = 0;
+  // PERF_EVENT_IOC_DISABLE: the event writes no more records (before a ring's last drain).
+  virtual Result<bool> disable(const Fd& fd) = 0;
 };
 
 class RealPerfBackend final : public PerfBackend {
@@ -65,6 +67,7 @@ class RealPerfBackend final : public PerfBackend {
   Result<size_t> read(const Fd& fd, std::span<std::byte> buf) override;
   Result<uint64_t> event_id(const Fd& fd) override;
   Result<RingMapping> map_ring(const Fd& fd, size_t data_pages) override;
+  Result<bool> disable(const Fd& fd) override;
 };
 
 }  // namespace kvmprof

@@ -111,8 +111,22 @@ Result<PerfRecord> decode_sample(uint16_t misc, Cursor in, uint64_t sample_type)
 }
 
 // Non-sample records: fixed fields, then the sample_id trailer when sample_id_all is set
-// (kernel/events/core.c perf_event__output_id_sample()). The fixed fields hold the ids
-// kvmprof needs, so the trailer is left unread.
+// (kernel/events/core.c perf_event__output_id_sample(): TID, TIME, ID, STREAM_ID, CPU,
+// IDENTIFIER, each present by its sample_type bit). The fixed fields hold the ids kvmprof
+// needs; the trailer must fill the rest of the record exactly, or the layout is not the
+// event's and the record is refused.
+std::optional<Error> check_trailer(size_t trailer_bytes, const RecordLayout& layout) {
+  if (!layout.sample_id_all) return std::nullopt;
+  size_t words = 0;
+  for (uint64_t bit : {PERF_SAMPLE_TID, PERF_SAMPLE_TIME, PERF_SAMPLE_ID, PERF_SAMPLE_STREAM_ID, PERF_SAMPLE_CPU,
+                       PERF_SAMPLE_IDENTIFIER}) {
+    words += (layout.sample_type & bit) ? 1 : 0;
+  }
+  if (trailer_bytes == words * sizeof(uint64_t)) return std::nullopt;
+  return Error{0, "perf record: sample_id trailer of " + std::to_string(trailer_bytes) + " bytes, its sample_type says " +
+                      std::to_string(words * sizeof(uint64_t))};
+}
+
 Result<PerfRecord> decode_lost(Cursor in) {
   PerfRecord out;
   LostRecord& r = make<LostRecord>(out);
@@ -190,20 +204,30 @@ Result<PerfRecord> decode_record(std::span<const std::byte> record, const Record
     return Error{0, "perf record: header size differs from the record"};
   }
   Cursor body(record.subspan(sizeof(header)));
+  Result<PerfRecord> out = decode_other(header.type);
+  size_t fixed = 0;  // bytes of the record's fixed fields
   switch (header.type) {
     case PERF_RECORD_SAMPLE:
       return decode_sample(header.misc, body, layout.sample_type);
     case PERF_RECORD_LOST:
-      return decode_lost(body);
+      out = decode_lost(body);
+      fixed = 2 * sizeof(uint64_t);
+      break;
     case PERF_RECORD_LOST_SAMPLES:
-      return decode_lost_samples(body);
+      out = decode_lost_samples(body);
+      fixed = sizeof(uint64_t);
+      break;
     case PERF_RECORD_THROTTLE:
-      return decode_throttle(body, true);
     case PERF_RECORD_UNTHROTTLE:
-      return decode_throttle(body, false);
+      out = decode_throttle(body, header.type == PERF_RECORD_THROTTLE);
+      fixed = 3 * sizeof(uint64_t);
+      break;
     default:
-      return decode_other(header.type);
+      return out;
   }
+  if (!out.ok()) return out;
+  if (auto error = check_trailer(body.remaining() - fixed, layout)) return *error;
+  return out;
 }
 
 }  // namespace kvmprof

@@ -62,7 +62,8 @@ struct OtherRecord {        // any other record type: skipped
 
 using PerfRecord = std::variant<SampleRecord, LostRecord, LostSamplesRecord, ThrottleRecord, OtherRecord>;
 
-// Decodes one whole record (header included) as RingReader passes it.
+// Decodes one whole record (header included) as RingReader passes it. With sample_id_all, a
+// non-sample record's sample_id trailer must have the size its sample_type gives.
 Result<PerfRecord> decode_record(std::span<const std::byte> record, const RecordLayout& layout);
 
 }  // namespace kvmprof

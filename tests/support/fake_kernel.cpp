@@ -191,13 +191,21 @@ Result<RingMapping> FakeKernel::map_ring(const Fd& fd, size_t data_pages) {
   });
 }
 
+Result<bool> FakeKernel::disable(const Fd& fd) {
+  std::lock_guard lock(mu_);
+  auto event = events_.find(id_of(fd.get()));
+  if (event == events_.end()) return refused(EBADF, "not a perf fd");
+  event->second.disabled = true;
+  return true;
+}
+
 std::vector<std::pair<uint64_t, std::shared_ptr<RingWriter>>> FakeKernel::rings_of(pid_t tid) const {
   std::vector<std::pair<uint64_t, std::shared_ptr<RingWriter>>> out;
   if (exited_.contains(tid)) return out;
   auto live = live_ids();
   std::lock_guard rings(rings_->mu);
   for (const auto& [id, writer] : rings_->by_event) {
-    if (live.contains(id) && events_.at(id).tid == tid) out.emplace_back(id, writer);
+    if (live.contains(id) && events_.at(id).tid == tid && !events_.at(id).disabled) out.emplace_back(id, writer);
   }
   return out;
 }

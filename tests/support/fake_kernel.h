@@ -42,6 +42,8 @@ class FakeKernel final : public PerfBackend {
   Result<uint64_t> event_id(const Fd& fd) override;
   // Heap memory laid out as the kernel maps a ring (page 0 + data pages), written by sample().
   Result<RingMapping> map_ring(const Fd& fd, size_t data_pages) override;
+  // The event stops: sample() writes nothing more into its ring (kernel/events/core.c perf_event_disable).
+  Result<bool> disable(const Fd& fd) override;
 
   const std::string& name() const { return name_; }
 
@@ -90,6 +92,7 @@ class FakeKernel final : public PerfBackend {
     pid_t tid;
     uint64_t leader;  // event id of the group leader (itself when it leads)
     uint64_t count, enabled, running;
+    bool disabled = false;
   };
 
   struct Rings {  // shared with the mappings, which may outlive a moved-from FakeKernel

@@ -241,3 +241,17 @@ TEST(DecodeRecord, RecordsShorterThanAHeaderOrDisagreeingWithTheirHeaderAreError
   EXPECT_EQ(error_of(raw_record(PERF_RECORD_COMM, 0, 8), {}),
             "perf record: header size differs from the record");
 }
+
+TEST(DecodeRecord, ASampleIdTrailerOfAnotherSizeThanItsSampleTypeSaysIsRefused) {
+  const RecordLayout three_words{PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_TID | PERF_SAMPLE_TIME, true};
+  const RecordLayout one_word{PERF_SAMPLE_IDENTIFIER, true};
+  auto lost = lost_record(1, 2, three_words);
+  ASSERT_TRUE(decode_record(lost, three_words).ok());
+  auto refused = decode_record(lost, one_word);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().context, "perf record: sample_id trailer of 24 bytes, its sample_type says 8");
+  auto throttle = throttle_record(true, 1, 2, 3, one_word);
+  EXPECT_TRUE(decode_record(throttle, one_word).ok());
+  EXPECT_FALSE(decode_record(throttle, three_words).ok());
+  EXPECT_TRUE(decode_record(throttle, RecordLayout{PERF_SAMPLE_IDENTIFIER, false}).ok());  // no trailer expected: not checked
+}

@@ -186,6 +186,13 @@ TEST(Sampler, TheWindowIsBoundedOverAllVms) {
   }
   EXPECT_EQ(count(vcpu0(filled(vm.sampler))->samples, "host_kernel"), 300'000u);
   EXPECT_EQ(vm.sampler.window(kVm).size(), Sampler::kMaxWindowSamples);
+  const std::string other = "00000000-0000-0000-0000-000000000002";  // a second VM: each keeps half
+  vm.sampler.thread_added(VmThread{other, 200, 201, 0u}, sampled(vm.kernel, SampleThreads::kVcpu, 99, 64));
+  vm.kernel.sample(201, PERF_RECORD_MISC_KERNEL, 1, 3000);
+  vm.sampler.drain();
+  EXPECT_EQ(vm.sampler.window(kVm).size() + vm.sampler.window(other).size(), Sampler::kMaxWindowSamples / 2 + 3000);
+  vm.sampler.plan_changed(kVm, unsampled());  // sampling off: its window goes
+  EXPECT_TRUE(vm.sampler.window(kVm).empty());
 }
 
 // For real, on this test's own threads: cpu-clock fires every 1/F of the thread's CPU time

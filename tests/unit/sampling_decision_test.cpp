@@ -250,3 +250,20 @@ TEST(SamplingDecisionProperty, NeverOpensAnUnsafeSamplingEvent) {
   }
   EXPECT_GT(opened_total, 500u);
 }
+
+TEST(SamplingDecision, AFrequencyAboveTheKernelsMaxSampleRateIsRefusedAsAConfigError) {
+  HostModel host = fixture("this-machine");
+  host.max_sample_rate = 4000;  // lowered by the kernel after slow sampling interrupts
+  SamplingConfig s = sampling("cpu-clock");
+  s.frequency = 5000;
+  Decision d = decide_sampling(s, host, builtin_quirks());
+  EXPECT_EQ(d.status, DecisionStatus::kRefused);
+  EXPECT_NE(d.reason.find("kernel.perf_event_max_sample_rate (4000"), std::string::npos) << d.reason;
+  EXPECT_TRUE(d.counters.empty());
+  s.frequency = 4000;
+  EXPECT_EQ(decide_sampling(s, host, builtin_quirks()).status, DecisionStatus::kOk);
+  AgentConfig config = load("version: 1\ndefault:\n  sampling: {frequency: 5000}\n");
+  auto refused = refusals_on_host(config, "s.yaml", host, builtin_quirks());
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].line, 3);
+}
