@@ -49,6 +49,11 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
     events.push_back(std::get<EventSpec>(parsed));
   }
   std::vector<SamplingConfig> sampling;
+  if (opts.sample && events.empty()) {
+    std::cerr << "kvmprof-agent: explain --sample needs the EVENTs to explain as sampling events (without --sample, "
+                 "explain shows the config's sampling events)\n";
+    return kExitUsage;
+  }
   if (opts.sample) {
     for (const auto& spec : events) {
       sampling.emplace_back().event = PolicyEvent{spec, *guest, {}};

@@ -70,7 +70,7 @@ struct VmFamilies {
                                          MetricType::Counter);
   MetricFamily lost = family("kvmprof_samples_lost_total",
                              "Samples lost: ring_full (the ring had no room: PERF_RECORD_LOST), kernel_dropped "
-                             "(PERF_RECORD_LOST_SAMPLES), corrupt (records that did not decode).",
+                             "(PERF_RECORD_LOST_SAMPLES), corrupt (records that did not decode and reads cut short: events, not samples).",
                              MetricType::Counter);
   MetricFamily throttles = family("kvmprof_sample_throttles_total",
                                   "Times the kernel throttled the VM's sampling (kernel.perf_event_max_sample_rate).",

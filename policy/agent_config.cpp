@@ -205,6 +205,11 @@ std::optional<SamplingConfig> Loader::load_sampling(const YAML::Node& node) {
   if (!event) return std::nullopt;
   s.event = std::move(*event);
   if (!node["event"]) s.event.mark = s.mark;
+  const Modifiers& m = s.event.spec.mods;
+  if (s.event.spec.is_software_or_tracepoint() && (m.precise > 0 || m.precise_max)) {
+    error_at(s.event.mark, "precise sampling needs a hardware PMU event; " + s.event.spec.text +
+                               " is a software event or tracepoint (drop 'precise' or the p modifiers)");
+  }
   if (s.event.guest == GuestMode::kSplit) {
     error(node["guest"], "sampling has no 'split': every sample says itself whether it was taken in the guest "
                          "(guest_kernel, guest_user) or on the host; use auto, include or exclude");

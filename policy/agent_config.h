@@ -49,7 +49,6 @@ struct SamplingConfig {
   // Data pages of each thread's ring: as configured, else room for a quarter second of samples
   // of 1 KiB (a deep kernel callchain) at the rate, from 2 to 128 pages.
   size_t data_pages() const;
-  size_t ring_bytes() const { return (1 + data_pages()) * kRingPageBytes; }
 };
 
 // All given selectors must hold; a policy without any matches every domain.

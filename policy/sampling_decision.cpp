@@ -26,7 +26,15 @@ Decision software_sampling(const SamplingConfig& s, const HostModel& host, const
     d.status = DecisionStatus::kRefused;
     d.semantics.clear();
     d.counters.clear();
-    d.reason = "a software event cannot sample the guest only: exclude_host has no effect on software events" + tag;
+    d.reason = d.requested == GuestMode::kSplit
+                   ? std::string("sampling has no split: ") + kGuestSamples + "; use guest: auto, include or exclude"
+                   : "a software event cannot sample the guest only: exclude_host has no effect on software events" + tag;
+    return d;
+  }
+  if (std::holds_alternative<TracepointEvent>(s.event.spec.kind)) {  // fired by host code, never in the guest window
+    d.sources.clear();
+    d.reason = "tracepoint: fires in host code (KVM, QEMU's syscalls), so its samples are host_kernel; exclude_guest "
+               "and exclude_host have no effect";
     return d;
   }
   if (d.requested == GuestMode::kExclude) {

@@ -92,6 +92,19 @@ EventInfo event_info(const std::string& use, const PlannedEvent& p, const std::s
                    p.semantics, p.reason, attrs};
 }
 
+// The sampling decision, "failed" with the kernel's refusal when no thread's rings opened.
+EventInfo sampling_info(const PolicyPlan& plan, const std::vector<SourceStatus>& sources) {
+  EventInfo info = event_info("sample", plan.sampling->event, plan.name);
+  for (const auto& s : sources) {
+    bool refused = s.reason.starts_with("perf_event_open refused") || s.reason.starts_with("the kernel refused");
+    if (s.source == "sampling:" + info.event && !s.up && refused && !plan.sampling->event.counters.empty()) {
+      info.status = "failed";
+      info.reason = s.reason;
+    }
+  }
+  return info;
+}
+
 }  // namespace
 
 std::chrono::milliseconds CollectorPlan::cycle() const {
@@ -339,7 +352,7 @@ void Collector::add_event_info(Snapshot& snap, const std::map<std::string, Sourc
       }
       snap.event_info.push_back(std::move(info));
     }
-    if (plan->sampling) snap.event_info.push_back(event_info("sample", plan->sampling->event, plan->name));
+    if (plan->sampling) snap.event_info.push_back(sampling_info(*plan, snap.sources));
   }
   snap.open_fallbacks = config_.open_fallbacks;
 }

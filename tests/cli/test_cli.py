@@ -86,6 +86,9 @@ class Cli(unittest.TestCase):
         self.assertEqual(ring["rule"], "cap_bit0_is_deprecated set: bits 2-5 trusted")
         self.assertTrue(ring["use_clockid"])
         self.assertIn("\nring:        ", run("probe").stdout)
+        alone = run("explain", "--sample")
+        self.assertEqual(alone.returncode, 2)
+        self.assertIn("explain --sample needs the EVENTs", alone.stderr)
         out = run("explain", "--sample", "cpu-clock", "--guest", "exclude").stdout
         self.assertIn("sampling cpu-clock  (guest: exclude, explicit)\n  status:    degraded", out)
         self.assertIn("only makes kernels since 6.13 tag those samples host_kernel", out)

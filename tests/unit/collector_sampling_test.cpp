@@ -92,3 +92,16 @@ TEST(CollectorSampling, ThreadsQemuStartsLaterCountAgainstTheSamplingLimits) {
   EXPECT_EQ(s.limit_actions[0].action, "sampling_off");
   EXPECT_EQ(vm.kernel.rings(), 0u);
 }
+
+TEST(CollectorSampling, ASamplingEventTheKernelRefusesEverywhereIsFailedWithTheErrno) {
+  FileVm vm;
+  for (pid_t tid : {101, 102, 103}) vm.kernel.deny(tid);
+  Collector collector(vm.qemu.root(), vm.kernel, sampling_plan(vm.kernel, vm.qemu.root()));
+  Snapshot s = collect(collector, {domain(2)});
+  EXPECT_FALSE(source(s, "sampling:cpu-clock").up);
+  auto info = std::find_if(s.event_info.begin(), s.event_info.end(), [](const auto& e) { return e.use == "sample"; });
+  ASSERT_NE(info, s.event_info.end());
+  EXPECT_EQ(info->status, "failed");
+  EXPECT_NE(info->reason.find("EACCES"), std::string::npos) << info->reason;
+  EXPECT_NE(info->reason.find("CAP_PERFMON"), std::string::npos);
+}

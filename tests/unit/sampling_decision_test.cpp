@@ -71,7 +71,6 @@ TEST(SamplingConfig, ReadsEveryKey) {
   EXPECT_EQ(s.threads, SampleThreads::kVcpu);
   EXPECT_EQ(s.callchain, Callchain::kKernelUser);
   EXPECT_EQ(s.data_pages(), 64u);
-  EXPECT_EQ(s.ring_bytes(), 65u * 4096);
   EXPECT_EQ(config.limits.max_sampled_threads, 64u);
   EXPECT_EQ(config.limits.max_ring_bytes, 1048576u);
   EXPECT_EQ(load("version: 1\ndefault: {sampling: {frequency: 999}}\n").default_policy.sampling->data_pages(), 64u);
@@ -98,6 +97,9 @@ TEST(SamplingConfig, EveryProblemHasItsLineAndColumn) {
   EXPECT_EQ(errors("version: 1\ndefault:\n  sampling: {event: 'cycles:q'}\n"),
             std::vector<std::string>{"s.yaml:3:29: unknown modifier 'q' (known: u k h G H I p P)"});
   EXPECT_EQ(errors("version: 1\ndefault:\n  sampling: {evnt: cycles}\n").size(), 1u);
+  EXPECT_EQ(errors("version: 1\ndefault:\n  sampling: {precise: 1}\n"),
+            std::vector<std::string>{"s.yaml:3:13: precise sampling needs a hardware PMU event; cpu-clock:p is a software "
+                                     "event or tracepoint (drop 'precise' or the p modifiers)"});
   EXPECT_EQ(errors("version: 1\nlimits: {max_ring_bytes: -1}\n").size(), 1u);
 }
 
