@@ -16,6 +16,19 @@ constexpr uint64_t kWakeKey = 0;
 constexpr int kMaxEvents = 64;
 const char* const kLostReasons[] = {"ring_full", "kernel_dropped", "corrupt"};
 
+// The modes a sample can have, by SampleMode value.
+constexpr SampleMode kModes[] = {SampleMode::kUnknown,     SampleMode::kHostKernel, SampleMode::kHostUser,
+                                 SampleMode::kHypervisor, SampleMode::kGuestKernel, SampleMode::kGuestUser};
+
+// A mode that never had a sample has no series.
+void add_values(const std::map<std::string, std::array<uint64_t, 6>>& totals, std::vector<SampleValue>& out) {
+  for (const auto& [event, counts] : totals) {
+    for (SampleMode mode : kModes) {
+      if (uint64_t n = counts[static_cast<size_t>(mode)]) out.push_back({event, std::string(to_string(mode)), n});
+    }
+  }
+}
+
 uint64_t window_ns() { return static_cast<uint64_t>(std::chrono::nanoseconds(Sampler::kWindow).count()); }
 
 }  // namespace
@@ -207,21 +220,24 @@ void Sampler::wake() {
 }
 
 void Sampler::drain_ring(Vm& vm, const Thread& thread, Ring& ring) {
+  if (ring.reader->pending() == 0) return;
+  const std::string& event = vm.plan->sampling->event.event;
+  ModeCounts& counts = thread.thread.vcpu ? vm.vcpus[*thread.thread.vcpu][event] : vm.emulator[event];
   const RecordLayout layout = ring.layout;
-  DrainStats stats = ring.reader->drain([&](std::span<const std::byte> record) { take(vm, thread, record, layout); },
-                                        ring.reader->data_size());
+  DrainStats stats = ring.reader->drain(
+      [&](std::span<const std::byte> record) { take(vm, thread, counts, record, layout); }, ring.reader->data_size());
   if (stats.corrupt) ++vm.lost["corrupt"];
 }
 
-void Sampler::take(Vm& vm, const Thread& thread, std::span<const std::byte> bytes, const RecordLayout& layout) {
+void Sampler::take(Vm& vm, const Thread& thread, ModeCounts& counts, std::span<const std::byte> bytes,
+                   const RecordLayout& layout) {
   auto record = decode_record(bytes, layout);
   if (!record.ok()) {
     ++vm.lost["corrupt"];
     return;
   }
   if (auto* s = std::get_if<SampleRecord>(&*record)) {
-    Key key{vm.plan->sampling->event.event, std::string(to_string(s->mode))};
-    ++(thread.thread.vcpu ? vm.vcpus[*thread.thread.vcpu][key] : vm.emulator[key]);
+    ++counts[static_cast<size_t>(s->mode)];
     keep(vm, WindowSample{s->time, thread.thread.tid, thread.thread.vcpu, s->mode, s->period, s->ip,
                           std::move(s->kernel_stack), std::move(s->user_stack)});
   } else if (auto* lost = std::get_if<LostRecord>(&*record)) {
@@ -260,10 +276,9 @@ void Sampler::fill(const std::string& uuid, VmSample& out) const {
   }
   for (unsigned index : running) {
     auto totals = vm.vcpus.find(index);
-    if (totals == vm.vcpus.end()) continue;
-    for (const auto& [key, count] : totals->second) vcpu_sample(out, index).samples.push_back({key.first, key.second, count});
+    if (totals != vm.vcpus.end()) add_values(totals->second, vcpu_sample(out, index).samples);
   }
-  for (const auto& [key, count] : vm.emulator) out.emulator_samples.push_back({key.first, key.second, count});
+  add_values(vm.emulator, out.emulator_samples);
   for (const char* reason : kLostReasons) {
     auto lost = vm.lost.find(reason);
     out.samples_lost[reason] = lost == vm.lost.end() ? 0 : lost->second;

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <array>
 #include <atomic>
 #include <set>
 #include <string>
@@ -87,7 +88,7 @@ class Sampler final : public ThreadConsumer {
   void forget_memlock_ceiling();  // at a reload: the operator may have raised the limit
 
  private:
-  using Key = std::pair<std::string, std::string>;  // (event, mode)
+  using ModeCounts = std::array<uint64_t, 6>;  // samples by SampleMode
   struct Ring {
     uint64_t key = 0;  // epoll data: the ring is looked up again, never dereferenced stale
     Fd fd;
@@ -105,8 +106,8 @@ class Sampler final : public ThreadConsumer {
   struct Vm {
     std::shared_ptr<const PolicyPlan> plan;
     std::map<pid_t, Thread> threads;  // every thread of the VM, sampled or not (a reload may change which)
-    std::map<unsigned, std::map<Key, uint64_t>> vcpus;  // totals by vCPU index: never decrease
-    std::map<Key, uint64_t> emulator;
+    std::map<unsigned, std::map<std::string, ModeCounts>> vcpus;  // by vCPU index, then event: never decrease
+    std::map<std::string, ModeCounts> emulator;                    // by event
     std::map<std::string, uint64_t> lost;  // by reason
     uint64_t throttles = 0;
     std::deque<WindowSample> window;
@@ -118,7 +119,7 @@ class Sampler final : public ThreadConsumer {
   void open(Vm& vm, Thread& thread, Clock::time_point now);
   void close(Vm& vm, Thread& thread);
   void drain_ring(Vm& vm, const Thread& thread, Ring& ring);
-  void take(Vm& vm, const Thread& thread, std::span<const std::byte> record, const RecordLayout& layout);
+  void take(Vm& vm, const Thread& thread, ModeCounts& counts, std::span<const std::byte> record, const RecordLayout& layout);
   void keep(Vm& vm, WindowSample sample);
   void trim(Vm& vm, uint64_t now_ns);
   void watch(const Ring& ring);

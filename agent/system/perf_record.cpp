@@ -61,6 +61,7 @@ std::optional<Error> read_callchain(Cursor& in, SampleRecord& sample) {
     return Error{0, "perf record: callchain nr exceeds the record"};
   }
   std::vector<uint64_t>* stack = nullptr;  // frames before any marker have no known context
+  sample.kernel_stack.reserve(nr);  // one allocation: the frames are nearly all kernel ones
   for (uint64_t i = 0; i < nr; ++i) {
     uint64_t ip = 0;
     in.read(ip);  // cannot fail: nr was checked against what is left

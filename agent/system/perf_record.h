@@ -18,7 +18,8 @@
 
 namespace kvmprof {
 
-// misc & PERF_RECORD_MISC_CPUMODE_MASK: who was running when the sample was taken.
+// misc & PERF_RECORD_MISC_CPUMODE_MASK: who was running when the sample was taken (six values,
+// 0 to 5: counts are kept in arrays indexed by them).
 enum class SampleMode { kUnknown, kHostKernel, kHostUser, kHypervisor, kGuestKernel, kGuestUser };
 
 SampleMode sample_mode(uint16_t misc);
