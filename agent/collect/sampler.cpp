@@ -182,7 +182,7 @@ void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
   if (epoll_.valid()) {
     n = ::epoll_wait(epoll_.get(), events, kMaxEvents, static_cast<int>(timeout.count()));
   } else {
-    std::this_thread::sleep_for(timeout);
+    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(1)));
   }
   std::lock_guard lock(mu_);
   if (n <= 0) {  // timed out (or a signal): the rings below their watermark too
