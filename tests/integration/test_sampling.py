@@ -303,6 +303,8 @@ class SamplingAgainstRealVms(unittest.TestCase):
         self.assertLess(idle / wall, 0.05 * sum(got.values()) / wall)
         self.assertEqual(h.value(s1, "kvmprof_source_up", source="sampling:cpu-clock"), 1)
         self.assertEqual(sum(v for _, v in h.select(s1, "kvmprof_samples_lost_total", uuid=self.busy.uuid)), 0)
+        lint = h.promtool_check(self.agent.scrape_text())  # the sampling series and info labels too
+        self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
 
     def test_2_guest_tagging_follows_exclude_guest(self):
         freq = 4999
