@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <linux/perf_event.h>
-#include <map>
 #include <set>
 
 namespace kvmprof {
@@ -33,7 +31,6 @@ constexpr Range kMaxRingBytes{0, int64_t{1} << 40};
 // kernel.perf_event_max_sample_rate is 100000 at most (kernel/events/core.c DEFAULT_MAX_SAMPLE_RATE).
 constexpr Range kSampleHz{1, 100'000};
 constexpr Range kSamplePeriod{1, int64_t{1} << 62};
-constexpr size_t kMaxRingPages = 1024;
 // yaml-cpp refuses deeper nesting with the message "bad file" (src/singledocparser.cpp DepthGuard<500>).
 constexpr int kMaxYamlDepth = 500;
 
@@ -175,20 +172,10 @@ std::optional<PolicyEvent> Loader::event_from(const YAML::Node& spec_node, const
   return PolicyEvent{std::move(spec), guest, mark_of(spec_node)};
 }
 
-// `buffer: PAGES` or `buffer: 64KiB` / `1MiB`: data pages per ring, a power of two.
 std::optional<size_t> Loader::buffer_pages(const YAML::Node& node) {
   auto text = scalar(node, "buffer");
   if (!text) return std::nullopt;
-  uint64_t value = 0;
-  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  std::string_view unit(p, text->data() + text->size() - p);
-  const std::map<std::string_view, uint64_t> units{{"", 0}, {"KiB", 1024}, {"MiB", 1024 * 1024}};
-  auto u = units.find(unit);
-  if (ec == std::errc() && p != text->data() && u != units.end() && value <= kMaxRingPages * kRingPageBytes) {
-    uint64_t pages = u->second == 0 ? value : value * u->second / kRingPageBytes;
-    bool whole = u->second == 0 || value * u->second % kRingPageBytes == 0;
-    if (whole && pages >= 1 && pages <= kMaxRingPages && (pages & (pages - 1)) == 0) return pages;
-  }
+  if (auto pages = parse_buffer_pages(*text)) return pages;
   error(node, "'buffer' must be a power of two of 4 KiB pages from 1 to " + std::to_string(kMaxRingPages) +
                   ", as pages (16) or bytes (64KiB, 1MiB)");
   return std::nullopt;
@@ -437,63 +424,6 @@ std::vector<PolicyEvent> default_events() {
     out.push_back({std::get<EventSpec>(parse_event_spec(name)), GuestMode::kAuto, {}});
   }
   return out;
-}
-
-milliseconds parse_duration(std::string_view text) {
-  uint64_t value = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || p == text.data()) return milliseconds(0);
-  const std::map<std::string_view, uint64_t> units{{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}};
-  auto unit = units.find(std::string_view(p, text.data() + text.size() - p));
-  if (unit == units.end() || value > 1'000'000'000) return milliseconds(0);
-  return milliseconds(value * unit->second);
-}
-
-std::optional<GuestMode> parse_guest_mode(std::string_view text) {
-  if (text == "auto") return GuestMode::kAuto;
-  if (text == "include") return GuestMode::kInclude;
-  if (text == "exclude") return GuestMode::kExclude;
-  if (text == "split") return GuestMode::kSplit;
-  return std::nullopt;
-}
-
-std::optional<uint64_t> SamplingConfig::rate_hz() const {
-  if (!period) return frequency.value_or(kDefaultSampleHz);
-  const auto* sw = std::get_if<SoftwareEvent>(&event.spec.kind);
-  bool clock = sw && (sw->config == PERF_COUNT_SW_CPU_CLOCK || sw->config == PERF_COUNT_SW_TASK_CLOCK);
-  if (!clock) return std::nullopt;
-  return std::max<uint64_t>(1, 1'000'000'000 / *period);
-}
-
-size_t SamplingConfig::data_pages() const {
-  if (buffer_pages) return *buffer_pages;
-  constexpr uint64_t kBytesPerSecondPerHz = 1024 / 4;  // a quarter second of 1 KiB samples
-  uint64_t want = rate_hz().value_or(kDefaultSampleHz * 10) * kBytesPerSecondPerHz / kRingPageBytes;
-  size_t pages = 2;
-  while (pages < want && pages < 128) pages *= 2;
-  return pages;
-}
-
-std::string_view to_string(SampleThreads threads) { return threads == SampleThreads::kVcpu ? "vcpu" : "all"; }
-
-std::string_view to_string(Callchain callchain) {
-  switch (callchain) {
-    case Callchain::kNone: return "none";
-    case Callchain::kKernel: return "kernel";
-    case Callchain::kKernelUser: return "kernel+user";
-  }
-  return "?";
-}
-
-std::string_view to_string(GuestMode mode) {
-  switch (mode) {
-    case GuestMode::kAuto: return "auto";
-    case GuestMode::kInclude: return "include";
-    case GuestMode::kExclude: return "exclude";
-    case GuestMode::kSplit: return "split";
-    case GuestMode::kGuestOnly: return "guest-only";
-  }
-  return "?";
 }
 
 }  // namespace kvmprof

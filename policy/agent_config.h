@@ -31,6 +31,7 @@ struct PolicyEvent {
 
 inline constexpr uint64_t kDefaultSampleHz = 99;
 inline constexpr size_t kRingPageBytes = 4096;  // x86 page size: ring buffers are counted in pages
+inline constexpr size_t kMaxRingPages = 1024;
 
 // A policy's `sampling:` block: one event sampled on each of the VM's threads, into a ring
 // buffer per thread.
@@ -122,6 +123,9 @@ std::chrono::milliseconds parse_duration(std::string_view text);
 
 std::optional<GuestMode> parse_guest_mode(std::string_view text);
 std::string_view to_string(SampleThreads threads);
+// `buffer:` as pages ("16") or bytes ("64KiB", "1MiB"): data pages per ring, a power of two
+// from 1 to kMaxRingPages; nullopt when it is not.
+std::optional<size_t> parse_buffer_pages(std::string_view text);
 std::string_view to_string(Callchain callchain);
 std::string_view to_string(GuestMode mode);
 

@@ -166,9 +166,7 @@ void Sampler::drain(Clock::time_point now) {
   const uint64_t mono_ns = static_cast<uint64_t>(mono.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(mono.tv_nsec);
   for (auto& [uuid, vm] : vms_) {
     open_all(vm, now, true);
-    for (auto& [tid, thread] : vm.threads) {
-      for (Ring& ring : thread.rings) drain_ring(vm, thread, ring);
-    }
+    drain_vm(vm);
     // Sample times are CLOCK_MONOTONIC where the kernel took use_clockid; else in perf's clock,
     // where only the count bounds the window.
     bool monotonic = sampling_on(vm.plan.get()) && vm.plan->sampling->event.counters.front().attr.use_clockid;
@@ -186,11 +184,7 @@ void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
   }
   std::lock_guard lock(mu_);
   if (n <= 0) {  // timed out (or a signal): the rings below their watermark too
-    for (auto& [uuid, vm] : vms_) {
-      for (auto& [tid, thread] : vm.threads) {
-        for (Ring& ring : thread.rings) drain_ring(vm, thread, ring);
-      }
-    }
+    for (auto& [uuid, vm] : vms_) drain_vm(vm);
     return;
   }
   for (int i = 0; i < n; ++i) {
@@ -217,6 +211,12 @@ void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
 void Sampler::wake() {
   uint64_t one = 1;
   [[maybe_unused]] auto r = ::write(wake_.get(), &one, sizeof one);
+}
+
+void Sampler::drain_vm(Vm& vm) {
+  for (auto& [tid, thread] : vm.threads) {
+    for (Ring& ring : thread.rings) drain_ring(vm, thread, ring);
+  }
 }
 
 void Sampler::drain_ring(Vm& vm, const Thread& thread, Ring& ring) {

@@ -118,6 +118,7 @@ class Sampler final : public ThreadConsumer {
   void open_all(Vm& vm, Clock::time_point now, bool only_due);
   void open(Vm& vm, Thread& thread, Clock::time_point now);
   void close(Vm& vm, Thread& thread);
+  void drain_vm(Vm& vm);
   void drain_ring(Vm& vm, const Thread& thread, Ring& ring);
   void take(Vm& vm, const Thread& thread, ModeCounts& counts, std::span<const std::byte> record, const RecordLayout& layout);
   void keep(Vm& vm, WindowSample sample);
