@@ -6,11 +6,13 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config libvirt-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev
-  libgtest-dev libpfm4-dev zlib1g-dev
+  libgtest-dev libpfm4-dev zlib1g-dev libelf-dev libdw-dev
   # run: libvirtd + QEMU, perf as a cross-check, tiny boot images need GNU as/ld (binutils)
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils binutils linux-perf
   # tests and benchmarks
   python3 curl prometheus prometheus-libvirt-exporter strace procps
+  # profiles: go tool pprof reads every profile the tests make, chromium screenshots flame graphs
+  golang-go chromium
 )
 
 missing=()

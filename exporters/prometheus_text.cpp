@@ -173,6 +173,25 @@ void render_health(std::vector<MetricFamily>& out, const Snapshot& s, const Buil
 
 }  // namespace
 
+void render_profile_store(std::vector<MetricFamily>& out, const ProfileStoreStats& p) {
+  out.push_back(family("kvmprof_profile_samples", "Samples kept for profiles (profiles.max_samples).", MetricType::Gauge));
+  add(out.back(), {}, static_cast<double>(p.samples));
+  out.push_back(family("kvmprof_profile_stacks", "Distinct callchains kept for profiles (profiles.max_stacks).",
+                       MetricType::Gauge));
+  add(out.back(), {}, static_cast<double>(p.stacks));
+  out.push_back(family("kvmprof_profile_store_bytes",
+                       "Estimated memory of what profiles keep, by part: samples, stacks, symbols (profiles.symbol_cache).",
+                       MetricType::Gauge));
+  for (const auto& [part, bytes] : p.bytes) add(out.back(), {{"part", part}}, static_cast<double>(bytes));
+  out.push_back(family("kvmprof_profile_samples_dropped_total",
+                       "Samples dropped before their window ended because a profiles bound was reached, by bound.",
+                       MetricType::Counter));
+  for (const char* reason : {"max_samples", "max_stacks"}) {
+    auto it = p.dropped.find(reason);
+    add(out.back(), {{"reason", reason}}, static_cast<double>(it == p.dropped.end() ? 0 : it->second));
+  }
+}
+
 std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& build) {
   VmFamilies f;
   for (const auto& vm : snapshot.vms) render_vm(f, vm);
@@ -197,6 +216,7 @@ std::vector<MetricFamily> render(const Snapshot& snapshot, const BuildInfo& buil
   }
   out.push_back(std::move(discovery));
   out.push_back(histogram(snapshot.collection_duration));
+  render_profile_store(out, snapshot.profile_store);
   return out;
 }
 

@@ -96,6 +96,14 @@ struct HistogramData {
   double sum = 0;
 };
 
+// What the profiles keep (the profile store and the symbol caches) and what their bounds
+// took away.
+struct ProfileStoreStats {
+  size_t samples = 0, stacks = 0;
+  std::map<std::string, size_t> bytes;      // estimated, by part: samples, stacks, symbols
+  std::map<std::string, uint64_t> dropped;  // samples, by reason: max_samples, max_stacks
+};
+
 struct Snapshot {
   double timestamp_seconds = 0;  // end of the cycle, Unix time
   bool libvirt_up = false;
@@ -108,6 +116,7 @@ struct Snapshot {
   std::map<std::pair<std::string, std::string>, uint64_t> read_errors;       // (source, errno)
   std::map<std::string, uint64_t> discovery_errors;                          // reason
   uint64_t sample_ring_bytes = 0;  // locked memory of every sampling ring
+  ProfileStoreStats profile_store;
   HistogramData collection_duration;
   bool config_reload_ok = true;
   double config_reload_success_timestamp = 0;

@@ -31,6 +31,8 @@ constexpr Range kMaxRingBytes{0, int64_t{1} << 40};
 // kernel.perf_event_max_sample_rate is 100000 at most (kernel/events/core.c DEFAULT_MAX_SAMPLE_RATE).
 constexpr Range kSampleHz{1, 100'000};
 constexpr Range kSamplePeriod{1, int64_t{1} << 62};
+constexpr Range kProfileSamples{1'000, 100'000'000};
+constexpr Range kProfileStacks{100, 10'000'000};
 // yaml-cpp refuses deeper nesting with the message "bad file" (src/singledocparser.cpp DepthGuard<500>).
 constexpr int kMaxYamlDepth = 500;
 
@@ -61,9 +63,14 @@ class Loader {
   std::optional<std::string> scalar(const YAML::Node& node, const std::string& key);
   std::optional<milliseconds> duration(const YAML::Node& node, const std::string& key, milliseconds min);
   std::optional<int64_t> integer(const YAML::Node& node, const std::string& key, Range range);
+  // map[key], when given, into `out`; `out` keeps its value when the key is wrong.
+  void size(const YAML::Node& map, const char* key, Range range, size_t& out) {
+    if (map[key]) out = static_cast<size_t>(integer(map[key], key, range).value_or(static_cast<int64_t>(out)));
+  }
   void load_top(const YAML::Node& root, AgentConfig& config);
   void load_libvirt(const YAML::Node& node, AgentConfig& config);
   void load_limits(const YAML::Node& node, Limits& limits);
+  void load_profiles(const YAML::Node& node, ProfileLimits& profiles);
   std::vector<PolicyEvent> load_events(const YAML::Node& node);
   std::optional<PolicyEvent> load_event(const YAML::Node& item);
   std::optional<PolicyEvent> event_from(const YAML::Node& spec_node, const YAML::Node* options);
@@ -127,11 +134,6 @@ std::optional<int64_t> Loader::integer(const YAML::Node& node, const std::string
   return std::nullopt;
 }
 
-void check_listen(Loader& l, const YAML::Node& node, const std::string& listen) {
-  auto parsed = parse_listen(listen);
-  if (auto* why = std::get_if<std::string>(&parsed)) l.error(node, *why);
-}
-
 std::optional<PolicyEvent> Loader::load_event(const YAML::Node& item) {
   if (!item.IsMap()) return event_from(item, nullptr);
   if (!keys(item, {"event", "guest", "precise"}, "events[]")) return std::nullopt;
@@ -182,7 +184,8 @@ std::optional<size_t> Loader::buffer_pages(const YAML::Node& node) {
 }
 
 std::optional<SamplingConfig> Loader::load_sampling(const YAML::Node& node) {
-  if (!keys(node, {"event", "guest", "precise", "frequency", "period", "threads", "callchain", "buffer"}, "sampling")) {
+  if (!keys(node, {"event", "guest", "precise", "frequency", "period", "threads", "callchain", "buffer", "guest_kallsyms"},
+            "sampling")) {
     return std::nullopt;
   }
   SamplingConfig s;
@@ -217,6 +220,10 @@ std::optional<SamplingConfig> Loader::load_sampling(const YAML::Node& node) {
     else if (text) error(c, "'callchain' must be none, kernel or kernel+user");
   }
   if (node["buffer"]) s.buffer_pages = buffer_pages(node["buffer"]);
+  if (const auto& k = node["guest_kallsyms"]) {
+    s.guest_kallsyms = scalar(k, "guest_kallsyms").value_or("");
+    if (!s.guest_kallsyms.starts_with('/')) error(k, "'guest_kallsyms' must be an absolute path (a copy of the guest's /proc/kallsyms)");
+  }
   return s;
 }
 
@@ -341,20 +348,32 @@ void Loader::load_libvirt(const YAML::Node& node, AgentConfig& config) {
 
 void Loader::load_limits(const YAML::Node& node, Limits& limits) {
   if (!keys(node, {"max_counters", "max_series", "max_group_size", "max_sampled_threads", "max_ring_bytes"}, "limits")) return;
-  auto read = [&](const char* key, Range range, size_t& out) {
-    if (node[key]) out = static_cast<size_t>(integer(node[key], key, range).value_or(static_cast<int64_t>(out)));
-  };
-  read("max_counters", kMaxCounters, limits.max_counters);
-  read("max_series", kMaxSeries, limits.max_series);
-  read("max_group_size", kGroupSize, limits.max_group_size);
-  read("max_sampled_threads", kMaxSampledThreads, limits.max_sampled_threads);
-  read("max_ring_bytes", kMaxRingBytes, limits.max_ring_bytes);
+  size(node, "max_counters", kMaxCounters, limits.max_counters);
+  size(node, "max_series", kMaxSeries, limits.max_series);
+  size(node, "max_group_size", kGroupSize, limits.max_group_size);
+  size(node, "max_sampled_threads", kMaxSampledThreads, limits.max_sampled_threads);
+  size(node, "max_ring_bytes", kMaxRingBytes, limits.max_ring_bytes);
+}
+
+void Loader::load_profiles(const YAML::Node& node, ProfileLimits& profiles) {
+  if (!keys(node, {"window", "max_samples", "max_stacks", "symbol_cache"}, "profiles")) return;
+  if (auto w = node["window"] ? duration(node["window"], "window", milliseconds(10'000)) : std::nullopt) {
+    profiles.window = std::chrono::duration_cast<std::chrono::seconds>(*w);
+  }
+  size(node, "max_samples", kProfileSamples, profiles.max_samples);
+  size(node, "max_stacks", kProfileStacks, profiles.max_stacks);
+  if (const auto& c = node["symbol_cache"]) {
+    auto bytes = parse_bytes(scalar(c, "symbol_cache").value_or(""));
+    if (bytes && *bytes >= (1u << 20)) profiles.symbol_cache_bytes = *bytes;
+    else error(c, "'symbol_cache' must be a size from 1MiB, e.g. 64MiB");
+  }
 }
 
 void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
   if (root["listen"]) {
     config.listen = scalar(root["listen"], "listen").value_or(config.listen);
-    check_listen(*this, root["listen"], config.listen);
+    auto parsed = parse_listen(config.listen);
+    if (auto* why = std::get_if<std::string>(&parsed)) error(root["listen"], *why);
   }
   if (root["metrics_path"]) {
     config.metrics_path = scalar(root["metrics_path"], "metrics_path").value_or(config.metrics_path);
@@ -363,6 +382,7 @@ void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
   if (root["libvirt"]) load_libvirt(root["libvirt"], config);
   if (root["interval"]) config.interval = duration(root["interval"], "interval", kMinInterval).value_or(config.interval);
   if (root["limits"]) load_limits(root["limits"], config.limits);
+  if (root["profiles"]) load_profiles(root["profiles"], config.profiles);
 }
 
 AgentConfig Loader::load(const YAML::Node& root) {
@@ -371,7 +391,8 @@ AgentConfig Loader::load(const YAML::Node& root) {
     error(root, "the config must be a map with at least 'version: 1'");
     return config;
   }
-  keys(root, {"version", "listen", "metrics_path", "libvirt", "interval", "events", "default", "policies", "limits"}, "config");
+  keys(root, {"version", "listen", "metrics_path", "libvirt", "interval", "events", "default", "policies", "limits", "profiles"},
+       "config");
   if (!root["version"]) error(root, "missing 'version: 1'");
   else if (scalar(root["version"], "version") != "1") error(root["version"], "unsupported version; expected 1");
   load_top(root, config);

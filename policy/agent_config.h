@@ -42,6 +42,9 @@ struct SamplingConfig {
   SampleThreads threads = SampleThreads::kAll;
   Callchain callchain = Callchain::kKernel;
   std::optional<size_t> buffer_pages;  // data pages per thread, a power of two; default: from the rate
+  // A copy of the guests' /proc/kallsyms (as `perf kvm --guestkallsyms`): names guest kernel
+  // frames in profiles when the sampled addresses fall inside its symbols.
+  std::string guest_kallsyms;
   Mark mark;
 
   // Samples per second per busy thread: the frequency, or what a period of cpu-clock or
@@ -86,6 +89,15 @@ struct Limits {
   size_t max_ring_bytes = 0;       // bytes of all sampling rings (locked memory); 0 = no limit
 };
 
+// What profiles keep (`profiles:`): samples of the last window, bounded; when a bound is hit
+// the oldest samples go, nothing grows.
+struct ProfileLimits {
+  std::chrono::seconds window{60};           // the longest `seconds` a profile can ask for
+  size_t max_samples = 262'144;              // samples kept, over all VMs
+  size_t max_stacks = 65'536;                // distinct callchains among them
+  size_t symbol_cache_bytes = size_t{64} << 20;  // ELF symbol tables and kallsyms kept
+};
+
 struct AgentConfig {
   std::string listen = ":9477";  // [address]:port; ":9477" listens on every IPv4 address
   std::string metrics_path = "/metrics";
@@ -100,6 +112,7 @@ struct AgentConfig {
   std::vector<Policy> policies;  // first match in file order
   Policy default_policy;         // for domains no policy matches
   Limits limits;
+  ProfileLimits profiles;
 };
 
 struct ConfigError {
@@ -127,6 +140,8 @@ std::string_view to_string(SampleThreads threads);
 // from 1 to kMaxRingPages; nullopt when it is not.
 std::optional<size_t> parse_buffer_pages(std::string_view text);
 std::string_view to_string(Callchain callchain);
+// "64MiB", "512KiB", "1GiB" or plain bytes; nullopt when it does not parse or exceeds 1 TiB.
+std::optional<uint64_t> parse_bytes(std::string_view text);
 std::string_view to_string(GuestMode mode);
 
 }  // namespace kvmprof

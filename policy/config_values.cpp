@@ -82,4 +82,13 @@ std::optional<size_t> parse_buffer_pages(std::string_view text) {
   return pages;
 }
 
+std::optional<uint64_t> parse_bytes(std::string_view text) {
+  uint64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::map<std::string_view, uint64_t> units{{"", 1}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}};
+  auto unit = units.find(std::string_view(p, text.data() + text.size() - p));
+  if (ec != std::errc() || p == text.data() || unit == units.end() || value > (1ull << 40) / unit->second) return std::nullopt;
+  return value * unit->second;
+}
+
 }  // namespace kvmprof

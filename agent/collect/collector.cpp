@@ -120,7 +120,7 @@ Collector::Collector(HostRoot root, PerfBackend& perf, CollectorPlan plan)
       inventory_(root_, read_errors_),
       cpu_(root_, ns_per_tick_, read_errors_),
       counters_(perf, open_errors_, read_errors_),
-      sampler_(perf, open_errors_) {
+      sampler_(perf, open_errors_, profiles_) {
   inventory_.add_consumer(cpu_);
   inventory_.add_consumer(counters_);
   inventory_.add_consumer(sampler_);
@@ -217,6 +217,7 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   snap.read_errors = read_errors_;
   snap.discovery_errors = inventory_.discovery_errors();
   snap.sample_ring_bytes = sampler_.mapped_bytes();
+  snap.profile_store = profiles_.stats();
   snap.timestamp_seconds = now_seconds();
   return snap;
 }

@@ -52,8 +52,10 @@ class Collector {
   // counters are exported only then.
   Snapshot collect(const std::vector<DomainRecord>* fresh, bool libvirt_live, Clock::time_point now = Clock::now());
   size_t open_fds() const { return cpu_.fd_count() + counters_.fd_count() + sampler_.fd_count(); }
-  // The sampler, for the sampler thread (it drains on its own lock) and for profiles.
+  // The sampler, for the sampler thread (it drains on its own lock).
   Sampler& sampler() { return sampler_; }
+  // The samples of the last window, for profiles (on their own lock).
+  ProfileStore& profiles() { return profiles_; }
 
  private:
   std::vector<const PolicyPlan*> plans() const;
@@ -76,6 +78,7 @@ class Collector {
   Inventory inventory_;
   CpuAccounting cpu_;
   CounterGroups counters_;
+  ProfileStore profiles_;
   Sampler sampler_;
   std::optional<size_t> memlock_ceiling_;  // the sampler's, once applied to the limits
   size_t threads_seen_ = 0;                // QEMU threads when the sampling limits were last checked

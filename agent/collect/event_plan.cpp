@@ -101,7 +101,7 @@ SamplingPlan plan_sampling(const HostRoot& root, PerfBackend& perf, const Sampli
   SamplingConfig resolved = sampling;
   resolved.event.spec = spec;
   Decision d = decide_sampling(resolved, host, quirks);
-  SamplingPlan plan{planned(sampling.event.spec, d), sampling.threads, sampling.data_pages()};
+  SamplingPlan plan{planned(sampling.event.spec, d), sampling.threads, sampling.data_pages(), sampling.guest_kallsyms};
   if (!d.counters.empty()) resolve(plan.event, root, perf, spec, d, host);
   log_plan("sampling", plan.event);
   return plan;

@@ -37,6 +37,7 @@ struct SamplingPlan {
   PlannedEvent event;
   SampleThreads threads = SampleThreads::kAll;
   size_t data_pages = 0;  // per ring, a power of two
+  std::string guest_kallsyms;  // for profiles: names guest kernel frames
 
   size_t ring_bytes() const { return (1 + data_pages) * kRingPageBytes * event.counters.size(); }
   // Equal keys open identical rings.

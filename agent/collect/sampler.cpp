@@ -1,7 +1,9 @@
 #include "agent/collect/sampler.h"
 
 #include <sys/epoll.h>
+#include <linux/perf_event.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,13 +31,29 @@ void add_values(const std::map<std::string, std::array<uint64_t, 6>>& totals, st
   }
 }
 
-uint64_t window_ns() { return static_cast<uint64_t>(std::chrono::nanoseconds(Sampler::kWindow).count()); }
+uint64_t monotonic_ns() {
+  timespec t{};
+  ::clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(t.tv_nsec);
+}
+
+bool is_clock(const perf_event_attr& a) {
+  return a.type == PERF_TYPE_SOFTWARE && (a.config == PERF_COUNT_SW_CPU_CLOCK || a.config == PERF_COUNT_SW_TASK_CLOCK);
+}
+
+// One sample's nominal CPU time: the interval at the sampling frequency, or a clock event's
+// period (nanoseconds); 0 when the period counts other events (cycles every N).
+uint64_t nominal_nanos(const perf_event_attr& a) {
+  if (a.freq) return a.sample_freq ? 1'000'000'000 / a.sample_freq : 0;
+  return is_clock(a) ? a.sample_period : 0;
+}
 
 }  // namespace
 
-Sampler::Sampler(PerfBackend& perf, ErrorCounts& open_errors)
+Sampler::Sampler(PerfBackend& perf, ErrorCounts& open_errors, ProfileStore& profiles)
     : perf_(perf),
       open_errors_(open_errors),
+      profiles_(profiles),
       page_size_(static_cast<size_t>(::sysconf(_SC_PAGESIZE))),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
@@ -60,7 +78,7 @@ bool Sampler::samples(const PolicyPlan* plan, const VmThread& t) {
 void Sampler::thread_added(const VmThread& t, const std::shared_ptr<const PolicyPlan>& plan) {
   std::lock_guard lock(mu_);
   Vm& vm = vms_[t.vm];
-  if (!vm.plan) vm.plan = plan;
+  if (!vm.plan) use_plan(t.vm, vm, plan);
   auto it = vm.threads.try_emplace(t.tid).first;
   it->second.thread = t;  // a thread found unnamed may turn out to be a vCPU
   if (it->second.rings.empty() && samples(vm.plan.get(), t)) open(vm, it->second, Clock::now());
@@ -84,9 +102,17 @@ void Sampler::plan_changed(const std::string& uuid, const std::shared_ptr<const 
   if (!same) {
     for (auto& [tid, thread] : vm.threads) close(vm, thread);  // drained under the old plan's event
   }
-  vm.plan = plan;
-  if (!sampling_on(plan.get())) vm.window.clear();  // no profile from samples its policy no longer takes
+  use_plan(uuid, vm, plan);
   if (!same) open_all(vm, Clock::now(), false);
+}
+
+// The VM's plan, and what its profile needs to know of it. A VM its policy no longer samples
+// has no profile.
+void Sampler::use_plan(const std::string& uuid, Vm& vm, const std::shared_ptr<const PolicyPlan>& plan) {
+  vm.plan = plan;
+  if (!sampling_on(plan.get())) return profiles_.forget_vm(uuid);
+  const SamplingPlan& s = *plan->sampling;
+  profiles_.set_vm(uuid, {s.event.event, nominal_nanos(s.event.counters.front().attr), s.guest_kallsyms});
 }
 
 void Sampler::vm_gone(const std::string& uuid) {
@@ -95,6 +121,7 @@ void Sampler::vm_gone(const std::string& uuid) {
   if (vm == vms_.end()) return;
   for (auto& [tid, thread] : vm->second.threads) close(vm->second, thread);
   vms_.erase(vm);
+  profiles_.forget_vm(uuid);
 }
 
 void Sampler::open_all(Vm& vm, Clock::time_point now, bool only_due) {
@@ -122,7 +149,8 @@ void Sampler::open(Vm& vm, Thread& thread, Clock::time_point now) {
     if (!fd.ok()) return fail(fd.error(), false);
     auto mapping = perf_.map_ring(*fd, plan.data_pages);
     if (!mapping.ok()) return fail(mapping.error(), true);
-    Ring ring{next_key_++, std::move(*fd), std::move(*mapping), nullptr, {attr.sample_type, attr.sample_id_all != 0}};
+    Ring ring{next_key_++, std::move(*fd), std::move(*mapping), nullptr, {attr.sample_type, attr.sample_id_all != 0},
+              is_clock(attr), attr.use_clockid != 0, nominal_nanos(attr)};
     ring.reader = std::make_unique<RingReader>(ring.mapping.bytes(), page_size_);
     rings.push_back(std::move(ring));
   }
@@ -161,17 +189,11 @@ void Sampler::close(Vm& vm, Thread& thread) {
 
 void Sampler::drain(Clock::time_point now) {
   std::lock_guard lock(mu_);
-  timespec mono{};
-  ::clock_gettime(CLOCK_MONOTONIC, &mono);
-  const uint64_t mono_ns = static_cast<uint64_t>(mono.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(mono.tv_nsec);
   for (auto& [uuid, vm] : vms_) {
     open_all(vm, now, true);
     drain_vm(vm);
-    // Sample times are CLOCK_MONOTONIC where the kernel took use_clockid; else in perf's clock,
-    // where only the count bounds the window.
-    bool monotonic = sampling_on(vm.plan.get()) && vm.plan->sampling->event.counters.front().attr.use_clockid;
-    trim(vm, monotonic ? mono_ns : 0);
   }
+  profiles_.trim(monotonic_ns());
 }
 
 void Sampler::wait_and_drain(std::chrono::milliseconds timeout) {
@@ -223,45 +245,33 @@ void Sampler::drain_ring(Vm& vm, const Thread& thread, Ring& ring) {
   if (ring.reader->pending() == 0) return;
   const std::string& event = vm.plan->sampling->event.event;
   ModeCounts& counts = thread.thread.vcpu ? vm.vcpus[*thread.thread.vcpu][event] : vm.emulator[event];
-  const RecordLayout layout = ring.layout;
+  std::vector<NewSample> batch;
   DrainStats stats = ring.reader->drain(
-      [&](std::span<const std::byte> record) { take(vm, thread, counts, record, layout); }, ring.reader->data_size());
+      [&](std::span<const std::byte> record) { take(vm, thread, counts, record, ring, batch); }, ring.reader->data_size());
   if (stats.corrupt) ++vm.lost["corrupt"];
+  if (!batch.empty()) profiles_.add(thread.thread.vm, batch);
 }
 
+// A sample counts under its mode and goes to the profiles. Its time is CLOCK_MONOTONIC where
+// the kernel took use_clockid; else perf's own clock, and the profiles get the drain's time.
 void Sampler::take(Vm& vm, const Thread& thread, ModeCounts& counts, std::span<const std::byte> bytes,
-                   const RecordLayout& layout) {
-  auto record = decode_record(bytes, layout);
+                   const Ring& ring, std::vector<NewSample>& batch) {
+  auto record = decode_record(bytes, ring.layout);
   if (!record.ok()) {
     ++vm.lost["corrupt"];
     return;
   }
   if (auto* s = std::get_if<SampleRecord>(&*record)) {
     ++counts[static_cast<size_t>(s->mode)];
-    keep(vm, WindowSample{s->time, thread.thread.tid, thread.thread.vcpu, s->mode, s->period, s->ip,
-                          std::move(s->kernel_stack), std::move(s->user_stack)});
+    batch.push_back({ring.monotonic ? s->time : monotonic_ns(), thread.thread.pid, thread.thread.tid,
+                     thread.thread.vcpu, s->mode, ring.clock ? s->period : ring.nominal_nanos, s->ip,
+                     std::move(s->kernel_stack), std::move(s->user_stack)});
   } else if (auto* lost = std::get_if<LostRecord>(&*record)) {
     vm.lost["ring_full"] += lost->lost;
   } else if (auto* dropped = std::get_if<LostSamplesRecord>(&*record)) {
     vm.lost["kernel_dropped"] += dropped->lost;
   } else if (auto* throttle = std::get_if<ThrottleRecord>(&*record)) {
     vm.throttles += throttle->throttled ? 1 : 0;
-  }
-}
-
-void Sampler::keep(Vm& vm, WindowSample sample) {
-  const uint64_t newest = sample.time_ns;
-  vm.window.push_back(std::move(sample));
-  trim(vm, newest);
-}
-
-// The VM's last window of samples, at most an equal share of kMaxWindowSamples per VM (every
-// VM is trimmed again each cycle, so the total stays bounded as VMs come and go).
-void Sampler::trim(Vm& vm, uint64_t now_ns) {
-  const uint64_t oldest = now_ns > window_ns() ? now_ns - window_ns() : 0;
-  const size_t share = std::max<size_t>(1, kMaxWindowSamples / vms_.size());
-  while (!vm.window.empty() && (vm.window.front().time_ns < oldest || vm.window.size() > share)) {
-    vm.window.pop_front();
   }
 }
 
@@ -301,17 +311,6 @@ std::map<std::string, SamplingHealth> Sampler::health() const {
       h.last_errno = thread.err;
       h.mmap_refused = thread.mmap_refused;
     }
-  }
-  return out;
-}
-
-std::vector<WindowSample> Sampler::window(const std::string& uuid, uint64_t since_ns) const {
-  std::lock_guard lock(mu_);
-  std::vector<WindowSample> out;
-  auto it = vms_.find(uuid);
-  if (it == vms_.end()) return out;
-  for (const auto& s : it->second.window) {
-    if (s.time_ns >= since_ns) out.push_back(s);
   }
   return out;
 }

@@ -7,14 +7,13 @@
 //
 // Each sample counts under its vCPU (or the VM's emulator threads), its event and the mode its
 // misc bits give; what the kernel reports lost (ring full, dropped in the kernel), records that
-// do not decode, and throttling are counted per VM. The samples of the last window are kept,
-// bounded, for profiles. All of it lives under one lock: the collection loop announces threads
-// and reads totals, the sampler thread drains.
+// do not decode, and throttling are counted per VM. The samples go to the ProfileStore for
+// profiles. All of it lives under one lock: the collection loop announces threads and reads
+// totals, the sampler thread drains.
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "agent/collect/backoff.h"
+#include "agent/profile/profile_store.h"
 #include "agent/collect/thread_consumer.h"
 #include "agent/system/fd.h"
 #include "agent/system/perf_record.h"
@@ -34,17 +34,6 @@
 #include "exporters/snapshot.h"
 
 namespace kvmprof {
-
-// One sample of the last window, as the profiles need it.
-struct WindowSample {
-  uint64_t time_ns = 0;  // CLOCK_MONOTONIC where the kernel takes use_clockid, else perf's clock
-  pid_t tid = 0;
-  std::optional<unsigned> vcpu;  // nullopt: an emulator or I/O thread
-  SampleMode mode = SampleMode::kUnknown;
-  uint64_t period = 0;
-  uint64_t ip = 0;  // the guest RIP for guest samples
-  std::vector<uint64_t> kernel_stack, user_stack;  // leaf first; empty for guest samples
-};
 
 // What really happened to the sampling event on the threads followed now.
 struct SamplingHealth {
@@ -57,10 +46,7 @@ struct SamplingHealth {
 class Sampler final : public ThreadConsumer {
  public:
   using Clock = std::chrono::steady_clock;
-  static constexpr std::chrono::seconds kWindow{60};
-  static constexpr size_t kMaxWindowSamples = 1 << 18;  // over all VMs
-
-  Sampler(PerfBackend& perf, ErrorCounts& open_errors);
+  Sampler(PerfBackend& perf, ErrorCounts& open_errors, ProfileStore& profiles);
 
   void thread_added(const VmThread& thread, const std::shared_ptr<const PolicyPlan>& plan) override;
   void thread_gone(const VmThread& thread) override;
@@ -78,8 +64,6 @@ class Sampler final : public ThreadConsumer {
   void fill(const std::string& vm, VmSample& out) const;
   // By sampling event: open and refused threads.
   std::map<std::string, SamplingHealth> health() const;
-  // The VM's samples of the last window with a time at or after `since_ns`.
-  std::vector<WindowSample> window(const std::string& vm, uint64_t since_ns = 0) const;
   size_t fd_count() const;
   size_t mapped_bytes() const;
   // The locked memory mapped when the kernel first refused a ring's mmap with EPERM: a ceiling
@@ -95,6 +79,9 @@ class Sampler final : public ThreadConsumer {
     RingMapping mapping;
     std::unique_ptr<RingReader> reader;
     RecordLayout layout;
+    bool clock = false;      // cpu-clock or task-clock: a sample's period is nanoseconds
+    bool monotonic = false;  // sample times are CLOCK_MONOTONIC (use_clockid)
+    uint64_t nominal_nanos = 0;  // one sample's CPU time at the sampling frequency
   };
   struct Thread {
     VmThread thread;
@@ -110,7 +97,6 @@ class Sampler final : public ThreadConsumer {
     std::map<std::string, ModeCounts> emulator;                    // by event
     std::map<std::string, uint64_t> lost;  // by reason
     uint64_t throttles = 0;
-    std::deque<WindowSample> window;
   };
 
   static bool sampling_on(const PolicyPlan* plan);
@@ -120,13 +106,14 @@ class Sampler final : public ThreadConsumer {
   void close(Vm& vm, Thread& thread);
   void drain_vm(Vm& vm);
   void drain_ring(Vm& vm, const Thread& thread, Ring& ring);
-  void take(Vm& vm, const Thread& thread, ModeCounts& counts, std::span<const std::byte> record, const RecordLayout& layout);
-  void keep(Vm& vm, WindowSample sample);
-  void trim(Vm& vm, uint64_t now_ns);
+  void take(Vm& vm, const Thread& thread, ModeCounts& counts, std::span<const std::byte> record, const Ring& ring,
+            std::vector<NewSample>& batch);
+  void use_plan(const std::string& uuid, Vm& vm, const std::shared_ptr<const PolicyPlan>& plan);
   void watch(const Ring& ring);
 
   PerfBackend& perf_;
   ErrorCounts& open_errors_;  // (event, errno)
+  ProfileStore& profiles_;
   const size_t page_size_;
   Fd epoll_, wake_;
   mutable std::mutex mu_;

@@ -55,10 +55,16 @@ VmSample filled(const Sampler& sampler) {
 
 const VcpuSample* vcpu0(const VmSample& vm) { return vm.vcpus.empty() ? nullptr : &vm.vcpus.front(); }
 
+// Every sample the store holds, of every VM.
+ProfileWindow everything(const ProfileStore& store) {
+  return store.window(0, [](const std::string&) { return true; });
+}
+
 struct FakeVm {
   FakeKernel kernel = no_hardware_pmu();
   ErrorCounts errors;
-  Sampler sampler{kernel, errors};
+  ProfileStore store;
+  Sampler sampler{kernel, errors, store};
   VmThread cpu0{kVm, 100, 101, 0u};
   VmThread io{kVm, 100, 102, std::nullopt};
 
@@ -86,13 +92,21 @@ TEST(Sampler, SamplesCountByModeOnTheirVcpuAndTheEmulatorThreads) {
   EXPECT_EQ(count(out.emulator_samples, "host_user"), 3u);
   EXPECT_EQ(out.samples_lost, (std::map<std::string, uint64_t>{{"corrupt", 0}, {"kernel_dropped", 0}, {"ring_full", 0}}));
   EXPECT_EQ(out.sample_throttles, 0u);
-  auto window = vm.sampler.window(kVm);
-  ASSERT_EQ(window.size(), 10u);
-  EXPECT_EQ(window[0].kernel_stack, (std::vector<uint64_t>{0xffffffff81000000, 0xffffffff81000100}));
-  EXPECT_EQ(window[5].mode, SampleMode::kGuestKernel);
-  EXPECT_EQ(window[5].ip, 0x7c10u);
-  EXPECT_TRUE(window[5].kernel_stack.empty() && window[5].user_stack.empty());  // guest samples have no stack
-  EXPECT_EQ(window[9].vcpu, std::nullopt);
+  auto window = everything(vm.store);
+  ASSERT_EQ(window.samples.size(), 10u);
+  ASSERT_EQ(window.stacks.size(), 3u);  // five, two and three samples share a stack
+  EXPECT_EQ(window.stacks[window.samples[0].stack].kernel, (std::vector<uint64_t>{0xffffffff81000000, 0xffffffff81000100}));
+  EXPECT_EQ(window.samples[0].pid, 100);
+  EXPECT_EQ(window.samples[0].nanos, 1'000'000u);  // cpu-clock: the period the fake wrote, in ns
+  EXPECT_EQ(window.samples[5].mode, SampleMode::kGuestKernel);
+  const Stack& guest = window.stacks[window.samples[5].stack];
+  EXPECT_EQ(guest.ip, 0x7c10u);
+  EXPECT_TRUE(guest.kernel.empty() && guest.user.empty());  // guest samples have no stack
+  EXPECT_EQ(window.samples[9].vcpu, std::nullopt);
+  ASSERT_EQ(window.vms.size(), 1u);
+  EXPECT_EQ(window.vms[0].first, kVm);
+  EXPECT_EQ(window.vms[0].second.event, "cpu-clock");
+  EXPECT_EQ(window.vms[0].second.period_nanos, 1'000'000'000u / 99);
 }
 
 TEST(Sampler, LossesThrottlingAndCorruptRecordsAreCountedAndTheRingGoesOn) {
@@ -161,7 +175,8 @@ TEST(Sampler, ALockedMemoryRefusalIsReportedAndSetsACeilingForTheLimits) {
   FakeKernel kernel = no_hardware_pmu();
   kernel.mlock_limit = 3 * 4096;  // one ring of 1 + 2 pages
   ErrorCounts errors;
-  Sampler sampler(kernel, errors);
+  ProfileStore store;
+  Sampler sampler(kernel, errors, store);
   auto plan = sampled(kernel);
   sampler.thread_added(VmThread{kVm, 100, 101, 0u}, plan);
   sampler.thread_added(VmThread{kVm, 100, 102, 1u}, plan);
@@ -178,21 +193,20 @@ TEST(Sampler, ALockedMemoryRefusalIsReportedAndSetsACeilingForTheLimits) {
   EXPECT_EQ(sampler.health().at("cpu-clock").open, 2u);
 }
 
-TEST(Sampler, TheWindowIsBoundedOverAllVms) {
+TEST(Sampler, AVmItsPolicyNoLongerSamplesAndAStoppedVmLeaveNoSamples) {
   FakeVm vm(SampleThreads::kVcpu, 64);
-  for (int batch = 0; batch < 100; ++batch) {
-    vm.kernel.sample(101, PERF_RECORD_MISC_KERNEL, 1, 3000);
-    vm.sampler.drain();
-  }
-  EXPECT_EQ(count(vcpu0(filled(vm.sampler))->samples, "host_kernel"), 300'000u);
-  EXPECT_EQ(vm.sampler.window(kVm).size(), Sampler::kMaxWindowSamples);
-  const std::string other = "00000000-0000-0000-0000-000000000002";  // a second VM: each keeps half
+  vm.kernel.sample(101, PERF_RECORD_MISC_KERNEL, 1, 30);
+  const std::string other = "00000000-0000-0000-0000-000000000002";
   vm.sampler.thread_added(VmThread{other, 200, 201, 0u}, sampled(vm.kernel, SampleThreads::kVcpu, 99, 64));
-  vm.kernel.sample(201, PERF_RECORD_MISC_KERNEL, 1, 3000);
+  vm.kernel.sample(201, PERF_RECORD_MISC_KERNEL, 1, 20);
   vm.sampler.drain();
-  EXPECT_EQ(vm.sampler.window(kVm).size() + vm.sampler.window(other).size(), Sampler::kMaxWindowSamples / 2 + 3000);
-  vm.sampler.plan_changed(kVm, unsampled());  // sampling off: its window goes
-  EXPECT_TRUE(vm.sampler.window(kVm).empty());
+  EXPECT_EQ(everything(vm.store).samples.size(), 50u);
+  vm.sampler.plan_changed(kVm, unsampled());  // sampling off: its samples go
+  EXPECT_EQ(everything(vm.store).samples.size(), 20u);
+  vm.sampler.thread_gone(VmThread{other, 200, 201, 0u});
+  vm.sampler.vm_gone(other);
+  EXPECT_TRUE(everything(vm.store).samples.empty());
+  EXPECT_EQ(vm.store.stats().stacks, 0u);
 }
 
 // For real, on this test's own threads: cpu-clock fires every 1/F of the thread's CPU time
@@ -228,7 +242,8 @@ TEST(SamplerOnRealThreads, AUserSpinIsHostUserAndASyscallLoopIsHostKernelAtTheFr
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (kernel samples with perf_event_paranoid 2)";
   RealPerfBackend perf;
   ErrorCounts errors;
-  Sampler sampler(perf, errors);
+  ProfileStore store;
+  Sampler sampler(perf, errors, store);
   std::atomic<bool> stop{false};
   std::atomic<pid_t> user_tid{0}, kernel_tid{0};
   std::thread user([&] {
@@ -257,10 +272,9 @@ TEST(SamplerOnRealThreads, AUserSpinIsHostUserAndASyscallLoopIsHostKernelAtTheFr
   kernel.join();
   VmSample out = filled(sampler);
   ASSERT_EQ(out.vcpus.size(), 0u);  // no thread now: the totals are kept, not shown
-  auto window = sampler.window(kVm);
   std::map<std::pair<unsigned, SampleMode>, double> by;
   double total[2] = {0, 0};
-  for (const auto& s : window) {
+  for (const auto& s : everything(store).samples) {
     by[{*s.vcpu, s.mode}] += 1;
     total[*s.vcpu] += 1;
   }
@@ -283,7 +297,8 @@ TEST(SamplerOnRealThreads, AnExitedThreadDoesNotKeepTheSamplerThreadAwake) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   RealPerfBackend perf;
   ErrorCounts errors;
-  Sampler sampler(perf, errors);
+  ProfileStore store;
+  Sampler sampler(perf, errors, store);
   std::atomic<pid_t> tid{0};
   std::atomic<bool> stop{false};
   std::thread worker([&] {
@@ -299,7 +314,7 @@ TEST(SamplerOnRealThreads, AnExitedThreadDoesNotKeepTheSamplerThreadAwake) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) sampler.wait_and_drain(std::chrono::milliseconds(100));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));  // each waited its timeout
-  EXPECT_GT(sampler.window(kVm).size(), 0u);  // its samples, drained (how many depends on its CPU share)
+  EXPECT_GT(everything(store).samples.size(), 0u);  // its samples, drained (how many depends on its CPU share)
   sampler.thread_gone(VmThread{kVm, ::getpid(), tid, 0u});
   EXPECT_EQ(sampler.fd_count(), 0u);
 }

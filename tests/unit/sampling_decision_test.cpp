@@ -62,8 +62,14 @@ TEST(SamplingConfig, ReadsEveryKey) {
       "version: 1\nevents: [task-clock]\nlimits: {max_sampled_threads: 64, max_ring_bytes: 1048576}\n"
       "policies:\n  - name: db\n    match: {domain: 'db-*'}\n    priority: 5\n"
       "    sampling: {event: cycles, guest: exclude, precise: 2, period: 100000, threads: vcpu, "
-      "callchain: kernel+user, buffer: 256KiB}\n");
+      "callchain: kernel+user, buffer: 256KiB, guest_kallsyms: /var/lib/kvmprof/db.kallsyms}\n"
+      "profiles: {window: 2m, max_samples: 5000, max_stacks: 800, symbol_cache: 16MiB}\n");
   const SamplingConfig& s = *config.policies.at(0).sampling;
+  EXPECT_EQ(s.guest_kallsyms, "/var/lib/kvmprof/db.kallsyms");
+  EXPECT_EQ(config.profiles.window, std::chrono::seconds(120));
+  EXPECT_EQ(config.profiles.max_samples, 5000u);
+  EXPECT_EQ(config.profiles.max_stacks, 800u);
+  EXPECT_EQ(config.profiles.symbol_cache_bytes, 16u << 20);
   EXPECT_EQ(s.event.spec.text, "cycles:pp");
   EXPECT_EQ(s.event.guest, GuestMode::kExclude);
   EXPECT_EQ(s.period, 100000u);
