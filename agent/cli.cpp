@@ -1,11 +1,37 @@
 #include "agent/cli.h"
 
+#include <charconv>
+
 namespace kvmprof {
+
+namespace {
+
+// The flags of `profile`; false when args[i] is none of them. A bad value sets error.
+bool parse_profile_flag(const std::vector<std::string>& args, size_t& i, CliOptions& opts, CliError& error) {
+  const std::string& a = args[i];
+  std::string* text = a == "--domain" ? &opts.domain : a == "--uuid" ? &opts.uuid : a == "--mode" ? &opts.mode
+                      : a == "--format" ? &opts.format : a == "-o" || a == "--output" ? &opts.output : nullptr;
+  if (!text && a != "--seconds") return false;
+  if (i + 1 >= args.size()) {
+    error.message = a + " needs a value";
+    return true;
+  }
+  const std::string& v = args[++i];
+  if (text) *text = v;
+  if (a == "--format" && v != "pprof" && v != "folded" && v != "svg") error.message = "--format must be pprof, folded or svg";
+  if (a == "--seconds") {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), opts.seconds);
+    if (ec != std::errc() || p != v.data() + v.size() || opts.seconds < 1) error.message = "--seconds must be a whole number of seconds from 1";
+  }
+  return true;
+}
+
+}  // namespace
 
 std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliError& error) {
   CliOptions opts;
   size_t i = 0;
-  for (const char* command : {"run", "check-config", "probe", "explain"}) {
+  for (const char* command : {"run", "check-config", "probe", "explain", "profile"}) {
     if (i < args.size() && args[i] == command) opts.command = args[i++];
   }
   auto value = [&](const std::string& flag) -> std::optional<std::string> {
@@ -42,6 +68,8 @@ std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliErr
       opts.guest = *v;
     } else if (a == "--sample" && opts.command == "explain") {
       opts.sample = true;
+    } else if (opts.command == "profile" && parse_profile_flag(args, i, opts, error)) {
+      if (!error.message.empty()) return std::nullopt;
     } else if (opts.command == "explain" && !a.starts_with('-')) {
       opts.events.push_back(a);
     } else if (opts.command == "check-config" && !opts.config_given && !a.starts_with('-')) {
@@ -63,6 +91,8 @@ Usage:
   kvmprof-agent check-config FILE [--root DIR]
   kvmprof-agent probe [--root DIR] [--json]
   kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [--sample] [EVENT...]
+  kvmprof-agent profile [--domain NAME | --uuid UUID] [--seconds N] [--mode MODES]
+                        [--format pprof|folded|svg] [-o FILE] [--config FILE | --listen ADDR]
   kvmprof-agent --help | --version
 
 Commands:
@@ -83,11 +113,19 @@ Commands:
                  explains the EVENTs as sampling events (99 Hz, kernel callchains): which
                  modes the samples can have and the sampling attrs (sample_type, freq,
                  exclude bits, precise_ip, sample_id_all, use_clockid).
+  profile        asks the running agent (at the config's listen address, or --listen) for the
+                 profile of a VM's last N seconds (default 30, at most profiles.window) and
+                 writes it to FILE (default kvmprof-NAME.svg / .folded / .pb.gz; - for stdout):
+                 svg is a flame graph for a browser, folded is for flamegraph.pl, pprof is for
+                 go tool pprof. --mode keeps only host, guest, host_kernel, host_user,
+                 guest_kernel, guest_user or hypervisor samples (comma-separated). Without
+                 --domain or --uuid: every VM. The VM's policy needs a sampling: block.
 
 Options:
   -c, --config FILE    config file (default /etc/kvmprof/agent.yaml; built-in defaults if the
                        default file does not exist)
   --listen ADDR        override the config's listen address, e.g. 127.0.0.1:9477 or :0
+                       (profile: where the running agent listens)
   --root DIR           read /proc and /sys under DIR (e.g. /host in a container, or a CPU
                        fixture such as tests/fixtures/cpus/intel-skylake-client-new-ucode)
   --log-level LEVEL    error | warning | info (default) | debug
@@ -110,6 +148,8 @@ Examples:
   kvmprof-agent explain cycles:p cycles:pG instructions --guest split
   kvmprof-agent explain --sample cpu-clock cycles:p
   kvmprof-agent explain --root tests/fixtures/cpus/intel-skylake-client-old-ucode cycles:p
+  kvmprof-agent profile --domain web-1 --format svg      # then open kvmprof-web-1.svg
+  go tool pprof -top http://localhost:9477/debug/pprof/profile?seconds=10
   curl -s localhost:9477/metrics | grep kvmprof_vcpu_cpu_seconds_total
 )";
 }

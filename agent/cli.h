@@ -1,5 +1,6 @@
 #pragma once
 // Command line: `kvmprof-agent [run] [options]`, `check-config FILE`, `--help`, `--version`.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -7,7 +8,7 @@
 namespace kvmprof {
 
 struct CliOptions {
-  std::string command = "run";  // "run", "check-config", "probe", "explain", "help", "version"
+  std::string command = "run";  // "run", "check-config", "probe", "explain", "profile", "help", "version"
   std::string config_path = "/etc/kvmprof/agent.yaml";
   bool config_given = false;
   std::string root = "/";
@@ -17,6 +18,11 @@ struct CliOptions {
   std::string guest = "auto";         // explain --guest
   std::vector<std::string> events;    // explain EVENT...
   bool sample = false;                // explain --sample: the events as sampling events
+  // profile: which VM, how long, which modes, what format, where to
+  std::string domain, uuid, mode;
+  int64_t seconds = 30;
+  std::string format = "pprof";
+  std::string output;  // "-": stdout; empty: kvmprof-<domain>.<ext>
 };
 
 struct CliError {

@@ -75,7 +75,17 @@ Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hyper
       host_(probed(root_, perf_)),
       cycle_(unplanned(config_).cycle()),
       collector_(root_, perf_, unplanned(config_)),
-      metrics_(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}) {}
+      metrics_(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}),
+      symbolizer_(root_),
+      profiles_(collector_.profiles(), store_, symbolizer_) {
+  apply_profile_limits();
+}
+
+// profiles: in the config bounds the profile store and the symbol caches.
+void Daemon::apply_profile_limits() {
+  collector_.profiles().set_limits(config_.profiles);
+  symbolizer_.set_limits(SymbolizerLimits{SymbolizerLimits{}.max_files, config_.profiles.symbol_cache_bytes});
+}
 
 Daemon::~Daemon() = default;
 
@@ -128,7 +138,9 @@ Result<bool> Daemon::start_http() {
   auto landing = std::make_shared<const std::string>(landing_page(build, config_.metrics_path));
   HttpRoutes routes{
       {config_.metrics_path, [this](const HttpRequest& r) { return metrics_.serve(r); }},
-      {"/", [landing](const HttpRequest&) { return HttpResponse{200, "text/html; charset=utf-8", landing, false}; }},
+      {"/", [landing](const HttpRequest&) { return HttpResponse{200, "text/html; charset=utf-8", landing, false, {}}; }},
+      {"/debug/pprof/profile", [this](const HttpRequest& r) { return profiles_.serve(r, "pprof"); }},
+      {"/debug/pprof/flamegraph", [this](const HttpRequest& r) { return profiles_.serve(r, "svg"); }},
   };
   auto server = HttpServer::start(listen, std::move(routes));
   if (!server.ok()) return server.error();
@@ -220,6 +232,7 @@ void Daemon::publish(Snapshot snapshot, std::optional<Clock::duration> took) {
   snapshot.collection_duration = durations_;
   snapshot.config_reload_ok = reload_ok_;
   snapshot.config_reload_success_timestamp = reload_success_at_;
+  snapshot.profile_store.bytes["symbols"] = symbolizer_.stats().bytes + profiles_.guest_symbol_bytes();
   if (took) log_source_changes(snapshot);  // the first snapshot, before anything was asked, says nothing yet
   last_ = std::make_shared<const Snapshot>(std::move(snapshot));
   store_.publish(last_);
@@ -287,6 +300,7 @@ void Daemon::reload(const std::string& why) {
   next.metrics_path = config_.metrics_path;
   next.libvirt_uri = config_.libvirt_uri;
   config_ = std::move(next);
+  apply_profile_limits();
   reload_ok_ = true;
   reload_success_at_ = unix_now();
   applying_ = "reload (" + why + ")";

@@ -18,6 +18,8 @@
 #include "agent/discovery/discovery.h"
 #include "agent/http/http_server.h"
 #include "agent/http/metrics_page.h"
+#include "agent/http/profile_page.h"
+#include "agent/symbols/symbolizer.h"
 #include "agent/system/perf_backend.h"
 #include "policy/agent_config.h"
 #include "policy/host_model.h"
@@ -60,6 +62,7 @@ class Daemon {
   void on_signal(int signo);
   void reload(const std::string& why);
   void watch_config_file();
+  void apply_profile_limits();
 
   AgentConfig config_;
   const std::string config_path_;
@@ -75,6 +78,8 @@ class Daemon {
   Collector collector_;
   SnapshotStore store_;
   MetricsPage metrics_;
+  Symbolizer symbolizer_;
+  ProfilePage profiles_;  // on the HTTP threads
   std::shared_ptr<const Snapshot> last_;  // the last published snapshot
   HistogramData durations_;
   std::map<std::string, std::string> source_state_;  // source -> last logged state

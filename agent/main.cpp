@@ -8,6 +8,7 @@
 #include "agent/config_load.h"
 #include "agent/daemon.h"
 #include "agent/discovery/libvirt_hypervisor.h"
+#include "agent/profile_command.h"
 #include "agent/system/host_probe.h"
 #include "agent/system/log.h"
 #include "policy/listen_address.h"
@@ -23,7 +24,7 @@ std::optional<AgentConfig> load_config(const CliOptions& opts) {
     log_info("no " + opts.config_path + "; using built-in defaults");
     return default_config();
   }
-  auto loaded = opts.command == "explain" ? parse_config_file(opts.config_path)
+  auto loaded = opts.command == "explain" || opts.command == "profile" ? parse_config_file(opts.config_path)
                                           : load_config_file(opts.config_path, probe_host(HostRoot(opts.root)));
   if (auto* errors = std::get_if<std::vector<ConfigError>>(&loaded)) {
     for (const auto& e : *errors) std::cerr << e.format() << "\n";
@@ -127,6 +128,9 @@ int main(int argc, char** argv) {
   auto config = load_config(*opts);
   if (!config) return kExitUsage;
   if (opts->command == "explain") return explain(*opts, *config);
+  if (opts->command == "profile") {
+    return run_profile(*opts, std::get<ListenAddress>(parse_listen(opts->listen.value_or(config->listen))));
+  }
   if (opts->command == "check-config") {
     std::cout << opts->config_path << ": ok\n";
     return kExitOk;

@@ -162,6 +162,7 @@ class Session : public std::enable_shared_from_this<Session> {
     m.set(http::field::vary, "Accept-Encoding");
     if (r.gzipped) m.set(http::field::content_encoding, "gzip");
     if (allow_) m.set(http::field::allow, "GET, HEAD");
+    for (const auto& [name, value] : r.headers) m.set(name, value);
     m.set(http::field::content_length, std::to_string(body_->size()));
     m.keep_alive(keep_alive);
     return m;
@@ -234,7 +235,7 @@ HttpResponse HttpServer::Impl::handle(const HttpRequest& request) const {
 }
 
 HttpResponse text_response(unsigned status, std::string text) {
-  return HttpResponse{status, "text/plain; charset=utf-8", std::make_shared<const std::string>(std::move(text)), false};
+  return HttpResponse{status, "text/plain; charset=utf-8", std::make_shared<const std::string>(std::move(text)), false, {}};
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& listen, HttpRoutes routes, HttpLimits limits) {

@@ -16,6 +16,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "agent/system/result.h"
 #include "policy/listen_address.h"
@@ -34,6 +36,7 @@ struct HttpResponse {
   std::string content_type = "text/plain; charset=utf-8";
   std::shared_ptr<const std::string> body;  // shared: a cached page is never copied per request
   bool gzipped = false;                     // body is gzip (Content-Encoding: gzip)
+  std::vector<std::pair<std::string, std::string>> headers;  // more, e.g. Retry-After
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;

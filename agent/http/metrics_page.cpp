@@ -13,9 +13,9 @@ HttpResponse MetricsPage::serve(const HttpRequest& request) {
     gzip_.reset();
     rendered_ = snapshot;
   }
-  if (!request.accepts_gzip) return HttpResponse{200, kPrometheusTextType, text_, false};
+  if (!request.accepts_gzip) return HttpResponse{200, kPrometheusTextType, text_, false, {}};
   if (!gzip_) gzip_ = std::make_shared<const std::string>(gzip(*text_));
-  return HttpResponse{200, kPrometheusTextType, gzip_, true};
+  return HttpResponse{200, kPrometheusTextType, gzip_, true, {}};
 }
 
 }  // namespace kvmprof

@@ -156,10 +156,10 @@ void ProfileStore::trim_locked(uint64_t now_ns) {
   }
 }
 
-Stack ProfileStore::stack_of(uint32_t id) const {
+SampleStack ProfileStore::stack_of(uint32_t id) const {
   const Interned& s = stacks_[id];
   auto kernel_end = s.frames.begin() + 1 + s.kernel;
-  return Stack{s.frames.front(), {s.frames.begin() + 1, kernel_end}, {kernel_end, s.frames.end()}};
+  return SampleStack{s.frames.front(), {s.frames.begin() + 1, kernel_end}, {kernel_end, s.frames.end()}};
 }
 
 ProfileStoreStats ProfileStore::stats() const {

@@ -44,7 +44,7 @@ struct ProfileVmInfo {
 };
 
 // A callchain: the sample's IP, then its kernel and user frames, leaf first.
-struct Stack {
+struct SampleStack {
   uint64_t ip = 0;
   std::vector<uint64_t> kernel, user;
 };
@@ -61,7 +61,7 @@ struct ProfileWindow {
     uint64_t nanos = 0;
   };
   std::vector<std::pair<std::string, ProfileVmInfo>> vms;  // (uuid, info)
-  std::vector<Stack> stacks;
+  std::vector<SampleStack> stacks;
   std::vector<Sample> samples;
   uint64_t oldest_ns = 0;  // the oldest sample the store holds (of any VM); 0 when empty
 };
@@ -102,7 +102,7 @@ class ProfileStore {
   void pop_oldest(const char* reason);
   void release(uint32_t stack);
   void trim_locked(uint64_t now_ns);
-  Stack stack_of(uint32_t id) const;
+  SampleStack stack_of(uint32_t id) const;
 
   mutable std::mutex mu_;
   ProfileLimits limits_;

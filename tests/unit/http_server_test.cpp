@@ -27,9 +27,9 @@ const std::string kBody = "kvmprof_up 1\n";
 const auto kBigPage = std::make_shared<const std::string>(1 << 20, 'x');
 
 HttpRoutes routes() {
-  return {{"/big", [](const HttpRequest&) { return HttpResponse{200, "text/plain", kBigPage, false}; }},
+  return {{"/big", [](const HttpRequest&) { return HttpResponse{200, "text/plain", kBigPage, false, {}}; }},
           {"/metrics", [](const HttpRequest& r) {
-             if (r.accepts_gzip) return HttpResponse{200, "text/plain", std::make_shared<const std::string>(gzip(kBody)), true};
+             if (r.accepts_gzip) return HttpResponse{200, "text/plain", std::make_shared<const std::string>(gzip(kBody)), true, {}};
              return text_response(200, kBody);
            }},
           {"/query", [](const HttpRequest& r) { return text_response(200, r.path + "|" + r.query); }}};

@@ -99,7 +99,7 @@ TEST(Sampler, SamplesCountByModeOnTheirVcpuAndTheEmulatorThreads) {
   EXPECT_EQ(window.samples[0].pid, 100);
   EXPECT_EQ(window.samples[0].nanos, 1'000'000u);  // cpu-clock: the period the fake wrote, in ns
   EXPECT_EQ(window.samples[5].mode, SampleMode::kGuestKernel);
-  const Stack& guest = window.stacks[window.samples[5].stack];
+  const SampleStack& guest = window.stacks[window.samples[5].stack];
   EXPECT_EQ(guest.ip, 0x7c10u);
   EXPECT_TRUE(guest.kernel.empty() && guest.user.empty());  // guest samples have no stack
   EXPECT_EQ(window.samples[9].vcpu, std::nullopt);
