@@ -122,7 +122,7 @@ HttpResponse render(const Profile& profile, const Request& r, bool accepts_gzip)
     for (const auto& s : profile.samples) samples += s.count;
     FlameGraphOptions options;
     options.title = "kvmprof: " + r.who + ", last " + std::to_string(r.seconds) + " s, " +
-                    with_commas(static_cast<uint64_t>(samples)) + " samples";
+                    with_commas(static_cast<uint64_t>(samples)) + (samples == 1 ? " sample" : " samples");
     for (const auto& c : profile.comments) options.subtitle += (options.subtitle.empty() ? "" : "; ") + c;
     text = flamegraph_svg(profile, options);
     out.content_type = "image/svg+xml";
