@@ -38,3 +38,7 @@ Stop the agent and the demo VM with: $top/deploy/demo.sh stop
 MSG
 sleep 6  # one more cycle, so the first samples are drained and counted
 curl -sf localhost:9477/metrics | grep -E '^kvmprof_(vm_info|vcpu_cpu_seconds_total|vcpu_samples_total)' | head -12
+# The demo VM's flame graph of the last 10 s, as an operator would make it.
+"$top/build/agent/kvmprof-agent" profile --config "$top/config/agent.yaml" --domain "$vm" --seconds 10 \
+  --format svg -o "$state/$vm.svg"
+echo "Open $state/$vm.svg in a browser: the demo VM's CPU, frame by frame."

@@ -6,15 +6,19 @@ Usage: test_cli.py --agent PATH/kvmprof-agent
 """
 import argparse
 import glob
+import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 AGENT = None
@@ -214,6 +218,80 @@ class Cli(unittest.TestCase):
         self.assertEqual(code, 0)
         events = [line for line in agent.text().splitlines() if ": ok, counts all" in line]
         self.assertEqual(len(events), len(set(events)), "an event was probed twice")
+
+    def test_profile_cli_and_the_pyroscope_push_without_vms(self):
+        """The profile command and deploy/pyroscope-push.sh against an agent with no VM: the
+        profile is empty but valid pprof, and the push is the request Pyroscope's /ingest
+        documents (format=pprof, name with labels, from and until), caught by a local server."""
+        agent = Started(self.tmp.name, "--config", self.config)
+        try:
+            listen = f"127.0.0.1:{agent.port()}"
+            out = os.path.join(self.tmp.name, "all.pb.gz")
+            result = run("profile", "--listen", listen, "--seconds", "5", "-o", out)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("go tool pprof -top", result.stderr)
+            raw = go_pprof_raw(out)
+            self.assertIn("PeriodType: cpu nanoseconds", raw)
+            missing = run("profile", "--listen", listen, "--domain", "nope")
+            self.assertEqual(missing.returncode, 2)
+            self.assertIn("no running VM named 'nope'", missing.stderr)
+            self.assertEqual(run("profile", "--listen", listen, "--seconds", "x").returncode, 2)
+            posts = []
+
+            class Ingest(http.server.BaseHTTPRequestHandler):
+                def do_POST(self):
+                    body = self.rfile.read(int(self.headers["Content-Length"]))
+                    posts.append((self.path, self.headers["Content-Type"], body))
+                    self.send_response(200)
+                    self.end_headers()
+
+                def log_message(self, *args):
+                    pass
+
+            server = http.server.HTTPServer(("127.0.0.1", 0), Ingest)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            push = subprocess.run(["bash", os.path.join(TOP, "deploy", "pyroscope-push.sh"), "--once", "--interval", "10",
+                                   "--agent", f"http://{listen}", "--pyroscope", f"http://127.0.0.1:{server.server_port}"],
+                                  capture_output=True, text=True, timeout=30)
+            server.shutdown()
+            self.assertEqual(push.returncode, 0, push.stderr)
+        finally:
+            agent.stop()
+        (path, content_type, body), = posts
+        url = urllib.parse.urlsplit(path)
+        query = urllib.parse.parse_qs(url.query)
+        self.assertEqual(url.path, "/ingest")
+        self.assertEqual(query["format"], ["pprof"])
+        self.assertRegex(query["name"][0], r"^kvmprof\.cpu\{host=[^}]+\}$")
+        self.assertEqual(int(query["until"][0]) - int(query["from"][0]), 10)
+        self.assertEqual(content_type, "application/octet-stream")
+        self.assertEqual(body[:2], b"\x1f\x8b")  # gzip, as pprof files are
+        pushed = os.path.join(self.tmp.name, "pushed.pb.gz")
+        with open(pushed, "wb") as f:
+            f.write(body)
+        self.assertIn("PeriodType: cpu nanoseconds", go_pprof_raw(pushed))
+
+    def test_the_parca_config_scrapes_the_agents_profile_path(self):
+        """deploy/parca.yaml: Parca's scrape config format (parca pkg/config), the path the agent
+        serves, and none of Go's other profile types (the agent would answer them 404)."""
+        with open(os.path.join(TOP, "deploy", "parca.yaml")) as f:
+            text = f.read()
+        self.assertRegex(text, r"process_cpu:\n\s+enabled: true\n\s+path: /debug/pprof/profile\n\s+delta: true")
+        for other in ("memory", "block", "mutex", "goroutine"):
+            self.assertIn(f"{other}: {{enabled: false}}", text)
+        interval = int(re.search(r"scrape_interval: (\d+)s", text).group(1))
+        timeout = int(re.search(r"scrape_timeout: (\d+)s", text).group(1))
+        self.assertLess(interval, 60)  # within profiles.window
+        self.assertGreater(timeout, interval)  # Parca refuses it otherwise
+
+
+def go_pprof_raw(path):
+    """`go tool pprof -raw`: parses the profile the way pprof's users do; raises if it cannot."""
+    env = dict(os.environ, HOME=tempfile.gettempdir(), GOCACHE=os.path.join(tempfile.gettempdir(), "kvmprof-gocache"))
+    result = subprocess.run(["go", "tool", "pprof", "-raw", path], capture_output=True, text=True, timeout=60, env=env)
+    if result.returncode != 0:
+        raise AssertionError(f"go tool pprof -raw {path}: {result.stderr}")
+    return result.stdout
 
 
 if __name__ == "__main__":
