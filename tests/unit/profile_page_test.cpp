@@ -4,7 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <time.h>
-#include <zlib.h>
+
+#include "tests/support/gunzip.h"
 
 namespace kvmprof {
 namespace {
@@ -15,20 +16,6 @@ uint64_t now_mono() {
   timespec t{};
   ::clock_gettime(CLOCK_MONOTONIC, &t);
   return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(t.tv_nsec);
-}
-
-std::string gunzip(const std::string& data) {
-  z_stream z{};
-  inflateInit2(&z, 16 + MAX_WBITS);
-  std::string out(1 << 20, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  inflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  inflateEnd(&z);
-  return out;
 }
 
 struct Page {

@@ -53,6 +53,19 @@ uint64_t symbol_address(void* handle, const char* name) {
   return reinterpret_cast<uint64_t>(::dlsym(handle, name));
 }
 
+// Both test libraries loaded, and the address of one function of each.
+struct TwoLibraries {
+  void* lib = ::dlopen(kLib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* other = ::dlopen(kOther.c_str(), RTLD_NOW | RTLD_LOCAL);
+  uint64_t alpha = lib ? symbol_address(lib, "symtest_lib_alpha") : 0;
+  uint64_t gamma = other ? symbol_address(other, "symtest_other_gamma") : 0;
+  bool ok() const { return lib && other; }
+  ~TwoLibraries() {
+    if (other) ::dlclose(other);
+    if (lib) ::dlclose(lib);
+  }
+};
+
 // Names an address of this process, through its maps read now.
 UserName name_in_self(Symbolizer& s, uint64_t addr) {
   std::vector<MapEntry> maps = s.maps(::getpid());
@@ -187,11 +200,9 @@ TEST(Symbolizer, NothingToNameWithoutAFile) {
 }
 
 TEST(Symbolizer, EvictsTheLeastRecentlyUsedFile) {
-  void* lib = ::dlopen(kLib.c_str(), RTLD_NOW | RTLD_LOCAL);
-  void* other = ::dlopen(kOther.c_str(), RTLD_NOW | RTLD_LOCAL);
-  ASSERT_TRUE(lib && other) << ::dlerror();
-  uint64_t alpha = symbol_address(lib, "symtest_lib_alpha");
-  uint64_t gamma = symbol_address(other, "symtest_other_gamma");
+  TwoLibraries libs;
+  ASSERT_TRUE(libs.ok()) << ::dlerror();
+  const uint64_t alpha = libs.alpha, gamma = libs.gamma;
   Symbolizer s(HostRoot("/"), {.max_files = 1});
   EXPECT_EQ(name_in_self(s, alpha).function, "symtest_lib_alpha");
   EXPECT_EQ(name_in_self(s, alpha).function, "symtest_lib_alpha");  // a hit
@@ -210,17 +221,13 @@ TEST(Symbolizer, EvictsTheLeastRecentlyUsedFile) {
   EXPECT_EQ(s.stats().evictions, 3u);
   EXPECT_EQ(name_in_self(s, gamma).function, "symtest_other_gamma");
   EXPECT_EQ(s.stats().hits, 2u);
-  ::dlclose(other);
-  ::dlclose(lib);
 }
 
 // HTTP threads build profiles at the same time; with one file cached, they evict each other.
 TEST(Symbolizer, ThreadsShareOneSymbolizer) {
-  void* lib = ::dlopen(kLib.c_str(), RTLD_NOW | RTLD_LOCAL);
-  void* other = ::dlopen(kOther.c_str(), RTLD_NOW | RTLD_LOCAL);
-  ASSERT_TRUE(lib && other) << ::dlerror();
-  uint64_t alpha = symbol_address(lib, "symtest_lib_alpha");
-  uint64_t gamma = symbol_address(other, "symtest_other_gamma");
+  TwoLibraries libs;
+  ASSERT_TRUE(libs.ok()) << ::dlerror();
+  const uint64_t alpha = libs.alpha, gamma = libs.gamma;
   Symbolizer s(HostRoot("/"), {.max_files = 1});
   std::vector<MapEntry> maps = s.maps(::getpid());
   std::atomic<int> wrong{0};
@@ -240,8 +247,6 @@ TEST(Symbolizer, ThreadsShareOneSymbolizer) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(s.stats().files, 1u);
-  ::dlclose(other);
-  ::dlclose(lib);
 }
 
 TEST(Symbolizer, NamesAKernelSymbolOfThisHost) {
