@@ -21,7 +21,7 @@ using namespace kvmprof;
 // Every problem is printed as FILE:LINE:COLUMN.
 std::optional<AgentConfig> load_config(const CliOptions& opts) {
   if (!opts.config_given && !std::filesystem::exists(opts.config_path)) {
-    log_info("no " + opts.config_path + "; using built-in defaults");
+    if (opts.command != "profile") log_info("no " + opts.config_path + "; using built-in defaults");
     return default_config();
   }
   auto loaded = opts.command == "explain" || opts.command == "profile" ? parse_config_file(opts.config_path)

@@ -132,6 +132,19 @@ HttpResponse render(const Profile& profile, const Request& r, bool accepts_gzip)
   return out;
 }
 
+// An empty profile says why: the VM is not sampled, no sample has the modes asked for, or its
+// threads did not run.
+std::string why_empty(const Request& r, const Snapshot* snapshot) {
+  const std::string none = "no samples of " + r.who + " in the last " + std::to_string(r.seconds) + " s";
+  bool sampled = false;
+  for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) {
+    if ((r.uuids.empty() || r.uuids.contains(vm.uuid)) && !vm.samples_lost.empty()) sampled = true;
+  }
+  if (!sampled) return none + ": no policy samples it (add a sampling: block to its policy)";
+  if (!r.modes.empty()) return none + " in the modes asked for";
+  return none + ": its threads did not run";
+}
+
 }  // namespace
 
 HttpResponse ProfilePage::serve(const HttpRequest& request, std::string_view format) {
@@ -140,6 +153,12 @@ HttpResponse ProfilePage::serve(const HttpRequest& request, std::string_view for
   auto parsed = parse(request, format, max_seconds, snapshot.get());
   if (auto* error = std::get_if<HttpResponse>(&parsed)) return std::move(*error);
   const Request& r = std::get<Request>(parsed);
+  // The snapshot lags a stop by up to a cycle; the store forgets a stopped VM's samples at once.
+  for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) {
+    if (r.uuids.contains(vm.uuid) && !vm.samples_lost.empty() && !store_.has_vm(vm.uuid)) {
+      return bad(404, r.who + " has stopped (its samples left with it)");
+    }
+  }
   if (building_.exchange(true)) {
     HttpResponse busy = bad(503, "another profile is being built; try again in a second");
     busy.headers = {{"Retry-After", "1"}};
@@ -159,11 +178,9 @@ HttpResponse ProfilePage::serve(const HttpRequest& request, std::string_view for
   const uint64_t since = scope.end_mono_ns > span ? scope.end_mono_ns - span : 0;
   ProfileWindow window = store_.window(since, [&](const std::string& uuid) { return r.uuids.empty() || r.uuids.contains(uuid); });
   Profile profile = build_profile(window, scope, symbolizer_, guests_);
-  if (profile.samples.empty()) {
-    profile.comments.push_back("no samples of " + r.who + " in the last " + std::to_string(r.seconds) +
-                               " s: its policy has no sampling: block, or its threads did not run");
-  }
+  if (profile.samples.empty()) profile.comments.push_back(why_empty(r, snapshot.get()));
   return render(profile, r, request.accepts_gzip);
 }
+
 
 }  // namespace kvmprof

@@ -50,6 +50,11 @@ void ProfileStore::set_vm(const std::string& uuid, ProfileVmInfo info) {
   vms_[vm_index(uuid)].second = std::move(info);
 }
 
+bool ProfileStore::has_vm(const std::string& uuid) const {
+  std::lock_guard lock(mu_);
+  return vm_ids_.contains(uuid);
+}
+
 void ProfileStore::forget_vm(const std::string& uuid) {
   std::lock_guard lock(mu_);
   auto it = vm_ids_.find(uuid);

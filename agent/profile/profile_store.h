@@ -73,6 +73,7 @@ class ProfileStore {
   std::chrono::seconds window_length() const;
 
   void set_vm(const std::string& uuid, ProfileVmInfo info);
+  bool has_vm(const std::string& uuid) const;  // sampled now (set_vm, and not forgotten since)
   void forget_vm(const std::string& uuid);  // the VM stopped, or its policy no longer samples
   void add(const std::string& uuid, std::vector<NewSample>& batch);  // takes the stacks
   void trim(uint64_t now_ns);  // drops what is older than the window

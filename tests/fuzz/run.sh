@@ -1,25 +1,59 @@
 #!/bin/sh
-# Builds the ring fuzzer (libFuzzer + ASan + UBSan, clang only) in build-fuzz and runs it for
-# $1 seconds (default 60) on a working copy of the seed corpus. Crashes land in
-# build-fuzz/crashes/. Needs clang and libFuzzer, on Debian 12:
+# Builds the libFuzzer targets (libFuzzer + ASan + UBSan, clang only) in build-fuzz and runs each
+# for $1 seconds (default 60) on a working copy of its seed corpus, one after the other; $2 picks
+# one target: ring, kallsyms, maps, query or elf. Crashes land in build-fuzz/crashes/ (ring) and
+# build-fuzz/crashes/<target>/ (the others); README.md says what to do with them. Needs clang and
+# libFuzzer, on Debian 12:
 #   apt-get install -y clang libclang-rt-14-dev
 set -eu
 seconds=${1:-60}
+all="ring kallsyms maps query elf"
+targets=${2:-$all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build-fuzz
 
+for t in $targets; do
+  case " $all " in
+    *" $t "*) ;;
+    *) echo "unknown fuzz target '$t' (one of: $all)" >&2; exit 2 ;;
+  esac
+done
 if ! command -v clang++ >/dev/null; then
   echo "clang++ not found: apt-get install -y clang libclang-rt-14-dev" >&2
   exit 2
 fi
-# Configuring needs the project's dependencies; only the fuzz target's own sources are built.
+# Configuring needs the project's dependencies; only the fuzz targets' own sources are built.
 cmake -S "$root" -B "$build" -DKVMPROF_FUZZ=ON -DKVMPROF_BUILD_TESTS=ON -DCMAKE_CXX_COMPILER=clang++ >/dev/null
-cmake --build "$build" --target kvmprof_ring_fuzz -j 1
+binaries=""
+for t in $targets; do binaries="$binaries kvmprof_${t}_fuzz"; done
+# shellcheck disable=SC2086 # one --target per fuzzer
+cmake --build "$build" -j 1 --target $binaries
 
-# The fuzzer adds the inputs it finds to the working copy; the seeds in the tree stay as they are.
-corpus=$build/ring-corpus
-mkdir -p "$corpus" "$build/crashes"
-cp "$root"/tests/fuzz/corpus/ring/* "$corpus"/
-# -max_len: the 64-byte header plus two data pages (tests/fuzz/ring_input.h).
-exec "$build/tests/fuzz/kvmprof_ring_fuzz" -max_total_time="$seconds" -max_len=8256 \
-  -artifact_prefix="$build/crashes/" -print_final_stats=1 "$corpus"
+failed=""
+for t in $targets; do
+  # Per target: the longest input worth trying, a dictionary, where crashes go.
+  case $t in
+    # The 64-byte header plus two data pages (tests/fuzz/ring_input.h).
+    ring) options="-max_len=8256"; crashes=$build/crashes ;;
+    # A few hundred kallsyms lines, a maps file of a few hundred mappings, an ELF file of 32 KiB.
+    kallsyms) options="-max_len=32768 -timeout=30 -dict=$root/tests/fuzz/kallsyms.dict" ;;
+    maps) options="-max_len=16384 -timeout=30 -dict=$root/tests/fuzz/maps.dict" ;;
+    query) options="-max_len=4096 -timeout=30 -dict=$root/tests/fuzz/query.dict" ;;
+    elf) options="-max_len=32768 -timeout=30" ;;
+  esac
+  [ "$t" = ring ] || crashes=$build/crashes/$t
+  # The fuzzer adds the inputs it finds to the working copy; the seeds in the tree stay as they are.
+  corpus=$build/$t-corpus
+  mkdir -p "$corpus" "$crashes"
+  cp "$root"/tests/fuzz/corpus/"$t"/* "$corpus"/
+  echo "== kvmprof_${t}_fuzz: $seconds s" >&2
+  # shellcheck disable=SC2086 # $options is a list of flags
+  if ! "$build/tests/fuzz/kvmprof_${t}_fuzz" -max_total_time="$seconds" $options \
+      -artifact_prefix="$crashes/" -print_final_stats=1 "$corpus"; then
+    failed="$failed $t"
+  fi
+done
+if [ -n "$failed" ]; then
+  echo "fuzzing found a problem in:$failed (inputs in $build/crashes/)" >&2
+  exit 1
+fi

@@ -10,7 +10,8 @@
 namespace kvmprof {
 namespace {
 
-const std::string kA = "00000000-0000-0000-0000-00000000000a", kB = "00000000-0000-0000-0000-00000000000b";
+const std::string kA = "00000000-0000-0000-0000-00000000000a", kB = "00000000-0000-0000-0000-00000000000b",
+                  kC = "00000000-0000-0000-0000-00000000000c";
 
 uint64_t now_mono() {
   timespec t{};
@@ -26,8 +27,10 @@ struct Page {
 
   Page() {
     auto snap = std::make_shared<Snapshot>();
-    snap->vms.push_back(VmSample{"web-1", kA, "default", true, {}, {}, {}, {}, {}, {}});
-    snap->vms.push_back(VmSample{"db & <2>", kB, "default", true, {}, {}, {}, {}, {}, {}});
+    const std::map<std::string, uint64_t> sampled{{"ring_full", 0}};  // the snapshot of a sampled VM has its losses
+    snap->vms.push_back(VmSample{"web-1", kA, "default", true, {}, {}, {}, {}, sampled, 0});
+    snap->vms.push_back(VmSample{"db & <2>", kB, "default", true, {}, {}, {}, {}, sampled, 0});
+    snap->vms.push_back(VmSample{"idle", kC, "counting", true, {}, {}, {}, {}, {}, {}});
     snapshots.publish(snap);
     store.set_vm(kA, {"cpu-clock", 10'101'010, ""});
     store.set_vm(kB, {"cpu-clock", 10'101'010, ""});
@@ -96,11 +99,19 @@ TEST(ProfilePage, FlameGraphAndFoldedFormats) {
   EXPECT_EQ(*folded.body, "db & <2>;vcpu 1;[guest_user]_[g] 1\n");
 }
 
-TEST(ProfilePage, AVmWithoutSamplesGetsAnEmptyProfileThatSaysWhy) {
+TEST(ProfilePage, AnEmptyProfileSaysWhyAndAStoppedVmIs404) {
   Page p;
-  HttpResponse svg = p.page.serve(HttpRequest{"GET", "/debug/pprof/flamegraph", "domain=web-1&seconds=1", false}, "svg");
-  ASSERT_EQ(svg.status, 200u);
-  EXPECT_NE(svg.body->find("no samples of VM"), std::string::npos);
+  auto svg = [&](const std::string& query) {
+    return *p.page.serve(HttpRequest{"GET", "/debug/pprof/flamegraph", query, false}, "svg").body;
+  };
+  EXPECT_NE(svg("domain=web-1&seconds=1").find("no samples of VM &apos;web-1&apos; in the last 1 s: its threads did not run"),
+            std::string::npos);
+  EXPECT_NE(svg("domain=web-1&mode=hypervisor").find("in the modes asked for"), std::string::npos);
+  EXPECT_NE(svg("domain=idle").find("no policy samples it (add a sampling: block to its policy)"), std::string::npos);
+  p.store.forget_vm(kA);  // it stopped; the snapshot still lists it until the next cycle
+  HttpResponse stopped = p.get("domain=web-1");
+  EXPECT_EQ(stopped.status, 404u);
+  EXPECT_EQ(*stopped.body, "VM 'web-1' has stopped (its samples left with it)\n");
 }
 
 }  // namespace
