@@ -3,7 +3,6 @@
 #include <sys/epoll.h>
 #include <linux/perf_event.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,12 +28,6 @@ void add_values(const std::map<std::string, std::array<uint64_t, 6>>& totals, st
       if (uint64_t n = counts[static_cast<size_t>(mode)]) out.push_back({event, std::string(to_string(mode)), n});
     }
   }
-}
-
-uint64_t monotonic_ns() {
-  timespec t{};
-  ::clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(t.tv_nsec);
 }
 
 bool is_clock(const perf_event_attr& a) {

@@ -1,7 +1,5 @@
 #include "agent/http/profile_page.h"
 
-#include <time.h>
-
 #include <charconv>
 #include <set>
 
@@ -17,12 +15,6 @@ namespace {
 
 const std::set<std::string> kKeys{"seconds", "domain", "uuid", "mode", "format"};
 constexpr int64_t kDefaultSeconds = 30;  // as Go's net/http/pprof
-
-uint64_t clock_ns(clockid_t clock) {
-  timespec t{};
-  ::clock_gettime(clock, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(t.tv_nsec);
-}
 
 HttpResponse bad(unsigned status, std::string why) { return text_response(status, std::move(why) + "\n"); }
 
@@ -170,13 +162,13 @@ HttpResponse ProfilePage::serve(const HttpRequest& request, std::string_view for
   } done{building_};
   ProfileScope scope;
   scope.seconds = r.seconds;
-  scope.end_mono_ns = clock_ns(CLOCK_MONOTONIC);
+  scope.end_mono_ns = monotonic_ns();
   scope.end_unix_ns = static_cast<int64_t>(clock_ns(CLOCK_REALTIME));
   scope.modes = r.modes;
   for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) scope.names[vm.uuid] = vm.name;
   const uint64_t span = static_cast<uint64_t>(r.seconds) * 1'000'000'000;
   const uint64_t since = scope.end_mono_ns > span ? scope.end_mono_ns - span : 0;
-  ProfileWindow window = store_.window(since, [&](const std::string& uuid) { return r.uuids.empty() || r.uuids.contains(uuid); });
+  ProfileWindow window = store_.window(since, r.uuids);
   Profile profile = build_profile(window, scope, symbolizer_, guests_);
   if (profile.samples.empty()) profile.comments.push_back(why_empty(r, snapshot.get()));
   return render(profile, r, request.accepts_gzip);

@@ -207,10 +207,12 @@ void Builder::add_comments() {
     p_.comments.push_back("cpu/nanoseconds is 0 for samples of an event sampled every N events: its CPU time per "
                           "sample is unknown (use frequency, or cpu-clock)");
   }
-  if (window_.oldest_ns > scope_.end_mono_ns - std::min<uint64_t>(scope_.end_mono_ns, scope_.seconds * 1'000'000'000ull)) {
-    p_.comments.push_back("the agent holds samples of the last " +
-                          std::to_string((scope_.end_mono_ns - window_.oldest_ns) / 1'000'000'000) +
-                          " s only (profiles.max_samples or max_stacks reached, or the agent started since)");
+  const uint64_t asked = std::min<uint64_t>(scope_.end_mono_ns, static_cast<uint64_t>(scope_.seconds) * 1'000'000'000);
+  if (window_.complete_since_ns > scope_.end_mono_ns - asked) {
+    const uint64_t held = scope_.end_mono_ns - std::min(scope_.end_mono_ns, window_.complete_since_ns);
+    p_.comments.push_back("samples are complete for the last " + std::to_string(held / 1'000'000'000) +
+                          " s only: the agent started then, or profiles.max_samples or max_stacks dropped older "
+                          "ones (kvmprof_profile_samples_dropped_total)");
   }
 }
 

@@ -17,12 +17,13 @@ constexpr size_t kStackOverhead = sizeof(std::vector<uint64_t>) + 32;  // entry,
 
 }  // namespace
 
-ProfileStore::ProfileStore(ProfileLimits limits) : limits_(limits) {}
+ProfileStore::ProfileStore(ProfileLimits limits, uint64_t start_ns) : limits_(limits), complete_since_ns_(start_ns) {}
 
 void ProfileStore::set_limits(const ProfileLimits& limits) {
   std::lock_guard lock(mu_);
   limits_ = limits;
-  while (samples_.size() > limits_.max_samples || live_stacks_ > limits_.max_stacks) pop_oldest("max_samples");
+  while (live_stacks_ > limits_.max_stacks) pop_oldest("max_stacks");
+  while (samples_.size() > limits_.max_samples) pop_oldest("max_samples");
 }
 
 std::chrono::seconds ProfileStore::window_length() const {
@@ -73,26 +74,25 @@ void ProfileStore::forget_vm(const std::string& uuid) {
 
 void ProfileStore::add(const std::string& uuid, std::vector<NewSample>& batch) {
   std::lock_guard lock(mu_);
-  const uint32_t vm = vm_index(uuid);
-  uint64_t newest = 0;
+  auto known = vm_ids_.find(uuid);
+  if (known == vm_ids_.end()) return;
+  const uint32_t vm = known->second;
   for (NewSample& n : batch) {
     std::vector<uint64_t> frames;
     frames.reserve(1 + n.kernel_stack.size() + n.user_stack.size());
     frames.push_back(n.ip);
     frames.insert(frames.end(), n.kernel_stack.begin(), n.kernel_stack.end());
     frames.insert(frames.end(), n.user_stack.begin(), n.user_stack.end());
-    auto stack = intern(frames, static_cast<uint32_t>(n.kernel_stack.size()));
-    if (!stack) continue;  // counted: max_stacks
+    const uint32_t stack = intern(frames, static_cast<uint32_t>(n.kernel_stack.size()));
     while (samples_.size() >= limits_.max_samples) pop_oldest("max_samples");
-    samples_.push_back({n.time_ns, n.nanos, vm, *stack, n.pid, n.tid, n.vcpu ? static_cast<int32_t>(*n.vcpu) : -1, n.mode});
-    newest = std::max(newest, n.time_ns);
+    samples_.push_back({next_seq_++, n.time_ns, n.nanos, vm, stack, n.pid, n.tid,
+                        n.vcpu ? static_cast<int32_t>(*n.vcpu) : -1, n.mode});
   }
-  trim_locked(newest);
 }
 
 // The stack's id with one more reference; a new stack when the table is full first makes the
-// oldest samples go until one is free.
-std::optional<uint32_t> ProfileStore::intern(std::vector<uint64_t>& frames, uint32_t kernel) {
+// oldest samples go until one is free (every stack in the table belongs to a sample).
+uint32_t ProfileStore::intern(std::vector<uint64_t>& frames, uint32_t kernel) {
   const uint64_t h = hash_frames(frames);
   auto [first, last] = stack_ids_.equal_range(h);
   for (auto it = first; it != last; ++it) {
@@ -103,10 +103,6 @@ std::optional<uint32_t> ProfileStore::intern(std::vector<uint64_t>& frames, uint
     }
   }
   while (live_stacks_ >= limits_.max_stacks && !samples_.empty()) pop_oldest("max_stacks");
-  if (live_stacks_ >= limits_.max_stacks) {
-    ++dropped_["max_stacks"];
-    return std::nullopt;
-  }
   uint32_t id;
   if (free_stacks_.empty()) {
     id = static_cast<uint32_t>(stacks_.size());
@@ -116,14 +112,16 @@ std::optional<uint32_t> ProfileStore::intern(std::vector<uint64_t>& frames, uint
     free_stacks_.pop_back();
   }
   stack_frames_ += frames.size();
-  stacks_[id] = Interned{std::move(frames), kernel, 1};
+  stacks_[id] = Interned{std::move(frames), kernel, 1, stacks_[id].generation + 1};
   stack_ids_.emplace(h, id);
   ++live_stacks_;
   return id;
 }
 
+// A bound drops the oldest sample: the samples are complete only from its time on.
 void ProfileStore::pop_oldest(const char* reason) {
   if (samples_.empty()) return;
+  complete_since_ns_ = std::max(complete_since_ns_, samples_.front().time_ns);
   release(samples_.front().stack);
   samples_.pop_front();
   ++dropped_[reason];
@@ -145,20 +143,58 @@ void ProfileStore::release(uint32_t id) {
   --live_stacks_;
 }
 
-void ProfileStore::trim(uint64_t now_ns) {
-  std::lock_guard lock(mu_);
-  trim_locked(now_ns);
-}
-
 // Samples arrive nearly in time order (rings are drained one after another), so the front is
 // the oldest but for a few; window() filters by time anyway.
-void ProfileStore::trim_locked(uint64_t now_ns) {
+void ProfileStore::trim(uint64_t now_ns) {
+  std::lock_guard lock(mu_);
   const auto window = static_cast<uint64_t>(std::chrono::nanoseconds(limits_.window).count());
   const uint64_t oldest = now_ns > window ? now_ns - window : 0;
   while (!samples_.empty() && samples_.front().time_ns < oldest) {
     release(samples_.front().stack);
     samples_.pop_front();
   }
+}
+
+ProfileWindow ProfileStore::window(uint64_t since_ns, const std::set<std::string>& uuids) const {
+  ProfileWindow out;
+  std::map<std::string, size_t> vms;              // uuid -> index into out.vms
+  std::unordered_map<uint64_t, size_t> stacks;    // (generation, stack id) -> index into out.stacks
+  std::optional<uint64_t> cursor = 0;
+  while (cursor) cursor = copy_chunk(*cursor, since_ns, uuids, out, vms, stacks);
+  return out;
+}
+
+std::optional<uint64_t> ProfileStore::copy_chunk(uint64_t cursor, uint64_t since_ns, const std::set<std::string>& uuids,
+                                                 ProfileWindow& out, std::map<std::string, size_t>& vms,
+                                                 std::unordered_map<uint64_t, size_t>& stacks) const {
+  std::lock_guard lock(mu_);
+  out.complete_since_ns = std::max(out.complete_since_ns, complete_since_ns_);
+  auto it = std::lower_bound(samples_.begin(), samples_.end(), cursor,
+                             [](const Stored& s, uint64_t seq) { return s.seq < seq; });
+  std::vector<std::optional<size_t>> slots(vms_.size());  // VM slots mean the same only under this hold
+  std::vector<bool> looked(vms_.size());
+  for (size_t n = 0; it != samples_.end() && n < kChunk; ++it, ++n) {
+    const Stored& s = *it;
+    if (s.time_ns < since_ns) continue;
+    if (!looked[s.vm]) {
+      looked[s.vm] = true;
+      const auto& [uuid, info] = vms_[s.vm];
+      if (uuids.empty() || uuids.contains(uuid)) {
+        auto [v, fresh] = vms.try_emplace(uuid, out.vms.size());
+        if (fresh) out.vms.push_back(vms_[s.vm]);
+        slots[s.vm] = v->second;
+      }
+    }
+    if (!slots[s.vm]) continue;
+    const uint64_t key = uint64_t{stacks_[s.stack].generation} << 32 | s.stack;
+    auto [st, fresh] = stacks.try_emplace(key, out.stacks.size());
+    if (fresh) out.stacks.push_back(stack_of(s.stack));
+    out.samples.push_back({s.time_ns, *slots[s.vm], st->second, s.pid, s.tid,
+                           s.vcpu < 0 ? std::nullopt : std::optional<unsigned>(static_cast<unsigned>(s.vcpu)), s.mode,
+                           s.nanos});
+  }
+  if (it == samples_.end()) return std::nullopt;
+  return it->seq;
 }
 
 SampleStack ProfileStore::stack_of(uint32_t id) const {

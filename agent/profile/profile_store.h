@@ -1,7 +1,8 @@
 #pragma once
 // ProfileStore: the samples of the last window, kept for profiles. The sampler adds what it
-// drains; a profile request copies out what it needs under the store's own lock, so building
-// a profile never holds the sampler (or the collection) up.
+// drains; a profile request copies out what it needs under the store's own lock, a chunk of
+// samples at a time, so the sampler (and through it the collection) waits at most for one
+// chunk's copy, whatever the store's size.
 //
 // Bounded three ways (`profiles:` in agent.yaml): samples older than the window go; past
 // max_samples the oldest go; callchains are interned in a table of at most max_stacks distinct
@@ -15,10 +16,12 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "agent/system/clock.h"
 #include "agent/system/perf_record.h"
 #include "exporters/snapshot.h"
 #include "policy/agent_config.h"
@@ -63,28 +66,32 @@ struct ProfileWindow {
   std::vector<std::pair<std::string, ProfileVmInfo>> vms;  // (uuid, info)
   std::vector<SampleStack> stacks;
   std::vector<Sample> samples;
-  uint64_t oldest_ns = 0;  // the oldest sample the store holds (of any VM); 0 when empty
+  // Samples are complete from this time on: the store's start, or the newest sample a bound
+  // (max_samples, max_stacks) dropped.
+  uint64_t complete_since_ns = 0;
 };
 
 class ProfileStore {
  public:
-  explicit ProfileStore(ProfileLimits limits = {});
+  // `start_ns`: CLOCK_MONOTONIC now; no sample is older.
+  explicit ProfileStore(ProfileLimits limits = {}, uint64_t start_ns = monotonic_ns());
   void set_limits(const ProfileLimits& limits);  // at a reload; trims at once
   std::chrono::seconds window_length() const;
 
   void set_vm(const std::string& uuid, ProfileVmInfo info);
   bool has_vm(const std::string& uuid) const;  // sampled now (set_vm, and not forgotten since)
   void forget_vm(const std::string& uuid);  // the VM stopped, or its policy no longer samples
-  void add(const std::string& uuid, std::vector<NewSample>& batch);  // takes the stacks
+  // Takes the stacks. A VM not set (or forgotten since: it stopped) keeps none.
+  void add(const std::string& uuid, std::vector<NewSample>& batch);
   void trim(uint64_t now_ns);  // drops what is older than the window
 
-  // The samples at or after since_ns of the VMs `wanted` accepts (by UUID).
-  template <class Wanted>
-  ProfileWindow window(uint64_t since_ns, Wanted wanted) const;
+  // The samples at or after since_ns of the VMs in `uuids` (every VM when empty).
+  ProfileWindow window(uint64_t since_ns, const std::set<std::string>& uuids = {}) const;
   ProfileStoreStats stats() const;
 
  private:
   struct Stored {
+    uint64_t seq;  // in arrival order: where a chunked copy goes on
     uint64_t time_ns;
     uint64_t nanos;
     uint32_t vm, stack;
@@ -96,13 +103,19 @@ class ProfileStore {
     std::vector<uint64_t> frames;  // ip, kernel frames, user frames
     uint32_t kernel = 0;           // how many kernel frames
     uint32_t refs = 0;             // 0: free
+    uint32_t generation = 0;       // counts the slot's reuses: a chunked copy tells stacks apart
   };
+  static constexpr size_t kChunk = 16384;  // samples copied per hold of the lock
 
   uint32_t vm_index(const std::string& uuid);
-  std::optional<uint32_t> intern(std::vector<uint64_t>& frames, uint32_t kernel);
+  uint32_t intern(std::vector<uint64_t>& frames, uint32_t kernel);
+  // Copies samples from seq `cursor` on, one chunk; returns where the next chunk starts, or
+  // nothing at the end.
+  std::optional<uint64_t> copy_chunk(uint64_t cursor, uint64_t since_ns, const std::set<std::string>& uuids,
+                                     ProfileWindow& out, std::map<std::string, size_t>& vms,
+                                     std::unordered_map<uint64_t, size_t>& stacks) const;
   void pop_oldest(const char* reason);
   void release(uint32_t stack);
-  void trim_locked(uint64_t now_ns);
   SampleStack stack_of(uint32_t id) const;
 
   mutable std::mutex mu_;
@@ -110,37 +123,14 @@ class ProfileStore {
   std::vector<std::pair<std::string, ProfileVmInfo>> vms_;  // by index; a forgotten VM's slot is reused
   std::map<std::string, uint32_t> vm_ids_;
   std::vector<uint32_t> free_vms_;
-  std::deque<Stored> samples_;
+  std::deque<Stored> samples_;  // by seq
+  uint64_t next_seq_ = 0;
+  uint64_t complete_since_ns_;
   std::vector<Interned> stacks_;
   std::vector<uint32_t> free_stacks_;
   std::unordered_multimap<uint64_t, uint32_t> stack_ids_;  // frames hash -> stack
   size_t live_stacks_ = 0, stack_frames_ = 0;
   std::map<std::string, uint64_t> dropped_;
 };
-
-template <class Wanted>
-ProfileWindow ProfileStore::window(uint64_t since_ns, Wanted wanted) const {
-  std::lock_guard lock(mu_);
-  ProfileWindow out;
-  out.oldest_ns = samples_.empty() ? 0 : samples_.front().time_ns;
-  std::vector<std::optional<size_t>> vm_map(vms_.size());
-  std::vector<bool> vm_wanted(vms_.size());
-  for (size_t i = 0; i < vms_.size(); ++i) vm_wanted[i] = wanted(vms_[i].first);
-  std::unordered_map<uint32_t, size_t> stacks;
-  for (const Stored& s : samples_) {
-    if (s.time_ns < since_ns || !vm_wanted[s.vm]) continue;
-    auto& vm = vm_map[s.vm];
-    if (!vm) {
-      vm = out.vms.size();
-      out.vms.push_back(vms_[s.vm]);
-    }
-    auto [it, fresh] = stacks.try_emplace(s.stack, out.stacks.size());
-    if (fresh) out.stacks.push_back(stack_of(s.stack));
-    out.samples.push_back({s.time_ns, *vm, it->second, s.pid, s.tid,
-                           s.vcpu < 0 ? std::nullopt : std::optional<unsigned>(static_cast<unsigned>(s.vcpu)), s.mode,
-                           s.nanos});
-  }
-  return out;
-}
 
 }  // namespace kvmprof

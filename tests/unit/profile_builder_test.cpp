@@ -151,7 +151,7 @@ TEST(ProfileBuilder, AMissingGuestKallsymsAndAModeFilterAreReported) {
   w.stacks = {SampleStack{0xffffffff81001010, {}, {}}, SampleStack{0x1234, {}, {}}};
   w.samples = {{90 * kSecond, 0, 0, 1, 2, 0u, SampleMode::kGuestKernel, 10'000'000},
                {95 * kSecond, 0, 1, 1, 2, 0u, SampleMode::kHostUser, 10'000'000}};
-  w.oldest_ns = 90 * kSecond;
+  w.complete_since_ns = 90 * kSecond;
   ProfileScope s = scope(30);
   s.modes = {SampleMode::kGuestKernel, SampleMode::kGuestUser};
   Symbolizer symbolizer{HostRoot("/")};
@@ -162,7 +162,7 @@ TEST(ProfileBuilder, AMissingGuestKallsymsAndAModeFilterAreReported) {
   ASSERT_EQ(p.comments.size(), 2u);
   EXPECT_NE(p.comments[0].find("not used: cannot read /nonexistent/kallsyms"), std::string::npos) << p.comments[0];
   // Asked for 30 s; the store holds 10 s.
-  EXPECT_NE(p.comments[1].find("holds samples of the last 10 s only"), std::string::npos) << p.comments[1];
+  EXPECT_NE(p.comments[1].find("samples are complete for the last 10 s only"), std::string::npos) << p.comments[1];
 }
 
 }  // namespace

@@ -20,7 +20,7 @@ uint64_t now_mono() {
 }
 
 struct Page {
-  ProfileStore store;
+  ProfileStore store{{}, 0};  // complete since long ago: the samples below are older than the test
   SnapshotStore snapshots;
   Symbolizer symbolizer{HostRoot("/")};
   ProfilePage page{store, snapshots, symbolizer};
