@@ -85,6 +85,7 @@ Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hyper
 void Daemon::apply_profile_limits() {
   collector_.profiles().set_limits(config_.profiles);
   symbolizer_.set_limits(SymbolizerLimits{SymbolizerLimits{}.max_files, config_.profiles.symbol_cache_bytes});
+  profiles_.set_guest_symbol_bytes(config_.profiles.symbol_cache_bytes);
 }
 
 Daemon::~Daemon() = default;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "agent/http/http_client.h"
 
@@ -45,7 +46,12 @@ int run_profile(const CliOptions& o, const ListenAddress& agent) {
                  "its log says (\"serving http://...\")\n";
     return kExitUsage;
   }
+  // The agent builds one profile at a time: a scrape by Parca may be under way.
   auto reply = http_get(agent, target_of(o), std::chrono::seconds(60));
+  for (int retry = 0; retry < 10 && reply.ok() && reply->status == 503; ++retry) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(reply->retry_after == "1" ? 1000 : 500));
+    reply = http_get(agent, target_of(o), std::chrono::seconds(60));
+  }
   if (!reply.ok()) {
     std::cerr << "kvmprof-agent profile: " << reply.error().message()
               << "\n  is kvmprof-agent running? If it listens elsewhere than its config says, give --listen ADDR\n";

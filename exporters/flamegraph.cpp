@@ -112,14 +112,6 @@ std::string fixed(double v) {
   return std::string(buf, std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 2).ptr);
 }
 
-std::string with_commas(int64_t samples) {
-  std::string digits = std::to_string(samples);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<size_t>(i), ",");
-  }
-  return digits;
-}
-
 // --- Layout. ---
 
 struct Box {
@@ -246,6 +238,12 @@ std::string header_svg(const Canvas& c, const FlameGraphOptions& options) {
 }
 
 }  // namespace
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n);
+  for (int i = static_cast<int>(digits.size()) - 3; i > (n < 0 ? 1 : 0); i -= 3) digits.insert(static_cast<size_t>(i), ",");
+  return digits;
+}
 
 std::string flamegraph_svg(const Profile& profile, const FlameGraphOptions& options) {
   Canvas c;

@@ -17,7 +17,7 @@ namespace {
 // Field numbers of google/pprof proto/profile.proto, per message.
 namespace profile_field {
 enum : int { kSampleType = 1, kSample, kMapping, kLocation, kFunction, kStringTable };
-enum : int { kTimeNanos = 9, kDurationNanos, kPeriodType, kPeriod, kComment };
+enum : int { kTimeNanos = 9, kDurationNanos, kPeriodType, kPeriod, kComment, kDefaultSampleType };
 }  // namespace profile_field
 namespace value_type_field {
 enum : int { kType = 1, kUnit };
@@ -206,6 +206,7 @@ std::string encode_pprof(const Profile& profile) {
   for (const auto& c : profile.comments) {
     if (!c.empty()) out.int64(profile_field::kComment, strings(c));  // index 0 would be lost
   }
+  if (!profile.default_sample_type.empty()) out.int64(profile_field::kDefaultSampleType, strings(profile.default_sample_type));
   // Last, once every string is interned.
   for (const auto& s : strings.table()) out.bytes(profile_field::kStringTable, s);
   return out.take();

@@ -46,6 +46,9 @@ struct Profile {
   std::vector<ProfileLocation> locations;
   std::vector<ProfileSample> samples;
   std::vector<std::string> comments;  // what the reader should know (e.g. a guest kallsyms that did not match)
+  // The value pprof shows first: "" for the last (cpu nanoseconds); "samples" when some
+  // samples' CPU time is unknown (an event sampled every N events).
+  std::string default_sample_type;
 };
 
 // The label a sample's string labels carry under `key`, or "" when it has none.

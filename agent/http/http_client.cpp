@@ -40,7 +40,7 @@ Result<HttpReply> http_get(const ListenAddress& listen, const std::string& targe
     parser.body_limit(size_t{1} << 30);
     http::read(stream, buffer, parser);
     auto& response = parser.get();
-    return HttpReply{response.result_int(), std::string(response[http::field::content_type]), std::move(response.body())};
+    return HttpReply{response.result_int(), std::move(response.body()), std::string(response[http::field::retry_after])};
   } catch (const boost::system::system_error& e) {
     return Error{0, "GET http://" + where + target + ": " + e.code().message()};
   }

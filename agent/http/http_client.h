@@ -11,8 +11,8 @@ namespace kvmprof {
 
 struct HttpReply {
   unsigned status = 0;
-  std::string content_type;
   std::string body;
+  std::string retry_after;  // the Retry-After header of a 503
 };
 
 // GET `target` ("/debug/pprof/profile?seconds=30") from the agent listening at `listen`: an

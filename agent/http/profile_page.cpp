@@ -18,29 +18,31 @@ constexpr int64_t kDefaultSeconds = 30;  // as Go's net/http/pprof
 
 HttpResponse bad(unsigned status, std::string why) { return text_response(status, std::move(why) + "\n"); }
 
-// "guest,host_kernel" -> the modes; the metric labels' names, and host / guest for both halves.
+// "guest,host_kernel" -> the modes: the metric labels' names, and host / guest for both halves.
 std::optional<std::set<SampleMode>> parse_modes(std::string_view text) {
-  const std::map<std::string_view, std::set<SampleMode>> names{
-      {"host", {SampleMode::kHostKernel, SampleMode::kHostUser}},
-      {"guest", {SampleMode::kGuestKernel, SampleMode::kGuestUser}},
-      {"host_kernel", {SampleMode::kHostKernel}},   {"host_user", {SampleMode::kHostUser}},
-      {"guest_kernel", {SampleMode::kGuestKernel}}, {"guest_user", {SampleMode::kGuestUser}},
-      {"hypervisor", {SampleMode::kHypervisor}}};
+  constexpr SampleMode kAll[] = {SampleMode::kHostKernel, SampleMode::kHostUser, SampleMode::kHypervisor,
+                                 SampleMode::kGuestKernel, SampleMode::kGuestUser};
   std::set<SampleMode> out;
   while (!text.empty()) {
     auto name = text.substr(0, text.find(','));
     text.remove_prefix(std::min(text.size(), name.size() + 1));
-    auto it = names.find(name);
-    if (it == names.end()) return std::nullopt;
-    out.insert(it->second.begin(), it->second.end());
+    bool known = false;
+    for (SampleMode m : kAll) {
+      const std::string_view label = to_string(m);
+      if (label == name || (name == "host" && label.starts_with("host_")) || (name == "guest" && is_guest(m))) {
+        out.insert(m);
+        known = true;
+      }
+    }
+    if (!known) return std::nullopt;
   }
   return out;
 }
 
-std::string with_commas(uint64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
+// The VMs of the last snapshot; none before the first.
+const std::vector<VmSample>& vms_of(const Snapshot* snapshot) {
+  static const std::vector<VmSample> none;
+  return snapshot ? snapshot->vms : none;
 }
 
 struct Request {
@@ -86,7 +88,7 @@ std::variant<Request, HttpResponse> parse(const HttpRequest& http, std::string_v
   const std::string* domain = get("domain");
   const std::string* uuid = get("uuid");
   if (!domain && !uuid) return r;
-  for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) {
+  for (const auto& vm : vms_of(snapshot)) {
     if ((!domain || vm.name == *domain) && (!uuid || vm.uuid == *uuid)) r.uuids.insert(vm.uuid);
   }
   if (r.uuids.empty()) {
@@ -114,7 +116,7 @@ HttpResponse render(const Profile& profile, const Request& r, bool accepts_gzip)
     for (const auto& s : profile.samples) samples += s.count;
     FlameGraphOptions options;
     options.title = "kvmprof: " + r.who + ", last " + std::to_string(r.seconds) + " s, " +
-                    with_commas(static_cast<uint64_t>(samples)) + (samples == 1 ? " sample" : " samples");
+                    with_commas(samples) + (samples == 1 ? " sample" : " samples");
     for (const auto& c : profile.comments) options.subtitle += (options.subtitle.empty() ? "" : "; ") + c;
     text = flamegraph_svg(profile, options);
     out.content_type = "image/svg+xml";
@@ -129,7 +131,7 @@ HttpResponse render(const Profile& profile, const Request& r, bool accepts_gzip)
 std::string why_empty(const Request& r, const Snapshot* snapshot) {
   const std::string none = "no samples of " + r.who + " in the last " + std::to_string(r.seconds) + " s";
   bool sampled = false;
-  for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) {
+  for (const auto& vm : vms_of(snapshot)) {
     if ((r.uuids.empty() || r.uuids.contains(vm.uuid)) && !vm.samples_lost.empty()) sampled = true;
   }
   if (!sampled) return none + ": no policy samples it (add a sampling: block to its policy)";
@@ -146,9 +148,10 @@ HttpResponse ProfilePage::serve(const HttpRequest& request, std::string_view for
   if (auto* error = std::get_if<HttpResponse>(&parsed)) return std::move(*error);
   const Request& r = std::get<Request>(parsed);
   // The snapshot lags a stop by up to a cycle; the store forgets a stopped VM's samples at once.
-  for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) {
+  for (const auto& vm : vms_of(snapshot.get())) {
     if (r.uuids.contains(vm.uuid) && !vm.samples_lost.empty() && !store_.has_vm(vm.uuid)) {
-      return bad(404, r.who + " has stopped (its samples left with it)");
+      return bad(404, r.who + " is no longer sampled: it stopped, or a reload took its sampling away (its samples "
+                          "left with it)");
     }
   }
   if (building_.exchange(true)) {
@@ -165,7 +168,7 @@ HttpResponse ProfilePage::serve(const HttpRequest& request, std::string_view for
   scope.end_mono_ns = monotonic_ns();
   scope.end_unix_ns = static_cast<int64_t>(clock_ns(CLOCK_REALTIME));
   scope.modes = r.modes;
-  for (const auto& vm : snapshot ? snapshot->vms : std::vector<VmSample>{}) scope.names[vm.uuid] = vm.name;
+  for (const auto& vm : vms_of(snapshot.get())) scope.names[vm.uuid] = vm.name;
   const uint64_t span = static_cast<uint64_t>(r.seconds) * 1'000'000'000;
   const uint64_t since = scope.end_mono_ns > span ? scope.end_mono_ns - span : 0;
   ProfileWindow window = store_.window(since, r.uuids);

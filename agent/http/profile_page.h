@@ -27,6 +27,7 @@ class ProfilePage {
   // `format`: the path's default, "pprof" or "svg".
   HttpResponse serve(const HttpRequest& request, std::string_view format);
   size_t guest_symbol_bytes() const { return guests_.bytes(); }
+  void set_guest_symbol_bytes(size_t bytes) { guests_.set_max_bytes(bytes); }  // profiles.symbol_cache
 
  private:
   const ProfileStore& store_;

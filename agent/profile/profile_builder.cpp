@@ -20,6 +20,19 @@ struct SampleKey {
   auto operator<=>(const SampleKey&) const = default;
 };
 
+// google/perf_data_converter's execution_mode label values.
+const char* execution_mode(SampleMode mode) {
+  switch (mode) {
+    case SampleMode::kHostKernel: return "Host Kernel";
+    case SampleMode::kHostUser: return "Host User";
+    case SampleMode::kHypervisor: return "Hypervisor";
+    case SampleMode::kGuestKernel: return "Guest Kernel";
+    case SampleMode::kGuestUser: return "Guest User";
+    case SampleMode::kUnknown: break;
+  }
+  return "Unknown";
+}
+
 class Builder {
  public:
   Builder(const ProfileWindow& window, const ProfileScope& scope, Symbolizer& symbolizer, GuestKallsyms& guests)
@@ -95,7 +108,7 @@ void Builder::load_guest_symbols() {
     } else if (m.total > 0) {
       p_.comments.push_back(who + " not used: its symbols cover only " + counts +
                             "; copy /proc/kallsyms from the guest's current boot (as root)");
-      log_warning("profile: " + p_.comments.back());
+      if (guests_.first_mismatch(info.guest_kallsyms, uuid)) log_warning("profile: " + p_.comments.back());
     }
   }
 }
@@ -130,7 +143,8 @@ std::vector<size_t> Builder::locations(const ProfileWindow::Sample& s) {
   }
   for (uint64_t addr : stack.kernel) out.push_back(kernel_location(addr));
   for (uint64_t addr : stack.user) out.push_back(user_location(s.pid, addr));
-  if (out.empty()) out.push_back(s.mode == SampleMode::kHostKernel ? kernel_location(stack.ip) : user_location(s.pid, stack.ip));
+  // No callchain: the IP alone, by its address (an unknown or hypervisor mode says nothing).
+  if (out.empty()) out.push_back(stack.ip >= kKernelStart ? kernel_location(stack.ip) : user_location(s.pid, stack.ip));
   return out;
 }
 
@@ -158,12 +172,13 @@ size_t Builder::user_location(pid_t pid, uint64_t addr) {
     UserName name = symbolizer_.user(pid, *map, addr);
     auto [m, new_mapping] = user_mappings_.try_emplace({pid, map->start}, 0);
     if (new_mapping) {
-      m->second = mapping({map->start, map->end, map->offset, map->path + (map->deleted ? " (deleted)" : ""),
-                           name.build_id, false});
+      // Anonymous executable memory (JIT code, such as TCG's translated guest code) as perf names it.
+      const std::string file = map->path.empty() ? "//anon" : map->path + (map->deleted ? " (deleted)" : "");
+      m->second = mapping({map->start, map->end, map->offset, file, name.build_id, false});
     }
     loc.mapping = m->second;
     loc.function = name.function;
-    loc.filename = map->path;
+    loc.filename = p_.mappings[m->second - 1].file;
     if (!name.function.empty()) p_.mappings[loc.mapping - 1].has_functions = true;
   } else {
     loc.mapping = shared_mapping(unknown_mapping_, "[unknown]", 0, kUserLimit);
@@ -204,6 +219,7 @@ void Builder::add_comments() {
                           "(kernel.kptr_restrict; the agent needs CAP_SYSLOG or root to read them)");
   }
   if (period_nanos_.contains(0)) {
+    p_.default_sample_type = "samples";
     p_.comments.push_back("cpu/nanoseconds is 0 for samples of an event sampled every N events: its CPU time per "
                           "sample is unknown (use frequency, or cpu-clock)");
   }
@@ -217,18 +233,6 @@ void Builder::add_comments() {
 }
 
 }  // namespace
-
-const char* execution_mode(SampleMode mode) {
-  switch (mode) {
-    case SampleMode::kHostKernel: return "Host Kernel";
-    case SampleMode::kHostUser: return "Host User";
-    case SampleMode::kHypervisor: return "Hypervisor";
-    case SampleMode::kGuestKernel: return "Guest Kernel";
-    case SampleMode::kGuestUser: return "Guest User";
-    case SampleMode::kUnknown: break;
-  }
-  return "Unknown";
-}
 
 Profile build_profile(const ProfileWindow& window, const ProfileScope& scope, Symbolizer& symbolizer,
                       GuestKallsyms& guests) {

@@ -25,9 +25,6 @@ struct ProfileScope {
   std::map<std::string, std::string> names;  // uuid -> libvirt name, for the labels
 };
 
-// google/perf_data_converter's execution_mode label values ("Host Kernel", ...).
-const char* execution_mode(SampleMode mode);
-
 Profile build_profile(const ProfileWindow& window, const ProfileScope& scope, Symbolizer& symbolizer,
                       GuestKallsyms& guests);
 

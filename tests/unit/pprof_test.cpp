@@ -286,6 +286,15 @@ TEST_F(GoPprof, TopListsTheNamedFunctions) {
   EXPECT_NE(top.find("main_loop_wait"), std::string::npos);
 }
 
+// An event sampled every N events has no CPU time per sample: pprof then shows samples first.
+TEST_F(GoPprof, ADefaultSampleTypeOfSamplesIsWhatPprofShows) {
+  Profile p = crafted();
+  p.default_sample_type = "samples";
+  const std::string top = pprof("-top -nodecount=1", p);
+  EXPECT_NE(top.find("Type: samples"), std::string::npos) << top;
+  EXPECT_NE(top.find("Total samples = 22"), std::string::npos) << top;
+}
+
 // The whole -raw text against the golden file. After a deliberate change of the encoding (or of
 // crafted()), regenerate it with
 //   KVMPROF_UPDATE_GOLDEN=1 ./kvmprof_unit_tests --gtest_filter=GoPprof.RawMatchesGolden

@@ -3,6 +3,7 @@
 #include "agent/profile/profile_builder.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -110,6 +111,51 @@ TEST(ProfileBuilder, AProcessThatIsGoneLeavesAddressesUnderAnUnknownMapping) {
   EXPECT_EQ(map_of(p, l).file, "[unknown]");
   // A period of events, not time: the profile says its nanoseconds are unknown.
   EXPECT_NE(p.comments.front().find("cpu/nanoseconds is 0"), std::string::npos);
+}
+
+TEST(ProfileBuilder, AnonymousCodeIsAnonAndAnIpWithoutModeGoesByItsAddress) {
+  // Executable anonymous memory, as TCG's translated code is.
+  void* code = ::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(code, MAP_FAILED);
+  const auto jit = reinterpret_cast<uint64_t>(code) + 16;
+  ProfileWindow w;
+  w.vms = {{kA, {"cycles", 0, ""}}};
+  w.stacks = {SampleStack{jit, {}, {}}, SampleStack{0xffffffff81000010, {}, {}}};
+  const pid_t me = ::getpid();
+  w.samples = {{90 * kSecond, 0, 0, me, me, 0u, SampleMode::kHostUser, 0},
+               {90 * kSecond, 0, 1, me, me, 0u, SampleMode::kUnknown, 0}};
+  Symbolizer symbolizer{HostRoot("/")};
+  GuestKallsyms guests;
+  Profile p = build_profile(w, scope(), symbolizer, guests);
+  ::munmap(code, 4096);
+  ASSERT_EQ(p.samples.size(), 2u);
+  EXPECT_EQ(map_of(p, p.samples[0].locations.at(0)).file, "//anon");
+  EXPECT_EQ(loc(p, p.samples[1].locations.at(0)).kind, FrameKind::kHostKernel);
+  EXPECT_EQ(map_of(p, p.samples[1].locations.at(0)).file, "[kernel.kallsyms]");
+  EXPECT_EQ(label(p.samples[1], "execution_mode"), "Unknown");
+  EXPECT_EQ(p.default_sample_type, "samples");  // cycles every N events: no CPU time per sample
+}
+
+TEST(GuestKallsyms, CopiesAreKeptWithinTheByteBoundLeastRecentlyUsedFirstOutAndAMismatchIsWarnedOnce) {
+  const std::string a = write_file("a", "ffffffff81000000 T _stext\nffffffff81001000 T fn_a\n");
+  const std::string b = write_file("b", "ffffffff81000000 T _stext\nffffffff81001000 T fn_b\n");
+  GuestKallsyms guests;
+  ASSERT_TRUE(guests.get(a).symbols);
+  const size_t one = guests.bytes();
+  ASSERT_TRUE(guests.get(b).symbols);
+  EXPECT_EQ(guests.bytes(), 2 * one);
+  guests.set_max_bytes(one);  // b, used last, stays
+  EXPECT_EQ(guests.bytes(), one);
+  EXPECT_EQ(guests.get(b).symbols->find(0xffffffff81001000)->name, "fn_b");
+  EXPECT_EQ(guests.bytes(), one);
+  ASSERT_TRUE(guests.get(a).symbols);  // loaded again; b goes
+  EXPECT_EQ(guests.bytes(), one);
+  EXPECT_TRUE(guests.first_mismatch(a, kA));
+  EXPECT_FALSE(guests.first_mismatch(a, kA));
+  EXPECT_TRUE(guests.first_mismatch(a, kB));
+  EXPECT_FALSE(guests.get("/nonexistent").symbols);
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
 }
 
 TEST(ProfileBuilder, GuestFramesStayGuestAddressesNamedOnlyByAMatchingGuestKallsyms) {

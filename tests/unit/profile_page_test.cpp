@@ -79,6 +79,7 @@ TEST(ProfilePage, PprofIsGzippedWithGosHeadersAndFiltersByVmWindowAndMode) {
   const std::string one = gunzip(*p.get("domain=db+%26+%3C2%3E").body);
   EXPECT_EQ(one.find("web-1"), std::string::npos);
   EXPECT_NE(one.find("Guest User"), std::string::npos);
+  EXPECT_EQ(p.get("mode=guest_user,guest_user,host").status, 200u);
   const std::string host = gunzip(*p.get("mode=host").body);
   EXPECT_NE(host.find("Host Kernel"), std::string::npos);
   EXPECT_EQ(host.find("Guest User"), std::string::npos);
@@ -111,7 +112,8 @@ TEST(ProfilePage, AnEmptyProfileSaysWhyAndAStoppedVmIs404) {
   p.store.forget_vm(kA);  // it stopped; the snapshot still lists it until the next cycle
   HttpResponse stopped = p.get("domain=web-1");
   EXPECT_EQ(stopped.status, 404u);
-  EXPECT_EQ(*stopped.body, "VM 'web-1' has stopped (its samples left with it)\n");
+  EXPECT_EQ(*stopped.body,
+            "VM 'web-1' is no longer sampled: it stopped, or a reload took its sampling away (its samples left with it)\n");
 }
 
 }  // namespace
