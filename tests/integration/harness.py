@@ -151,6 +151,34 @@ class Vm:
         subprocess.run(VIRSH + ["destroy", self.uuid], capture_output=True)
 
 
+class PerfRecord:
+    """`perf record -q ARGS -k mono -t TID -o PATH` in the background while a test runs: it
+    fails at once if perf exits at start, stops with SIGINT (perf writes its file then), and is
+    killed at exit if a test fails first. `-k mono` stamps samples with CLOCK_MONOTONIC, Python's
+    time.monotonic(), so they can be cut to the agent's window."""
+
+    def __init__(self, tid, path, args):
+        self.tid, self.path = tid, path
+        self.proc = subprocess.Popen(["perf", "record", "-q", *args, "-k", "mono", "-t", str(tid), "-o", path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        atexit.register(self.kill)
+        time.sleep(1.0)  # perf has opened its event and is recording
+        if self.proc.poll() is not None:
+            raise AssertionError(f"perf record exited {self.proc.returncode}: {self.proc.stderr.read()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=60)
+        if self.proc.returncode not in (0, -signal.SIGINT):
+            raise AssertionError(f"perf record exited {self.proc.returncode}: {err}")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def schedstat_run_ns(tid):
     with open(f"/proc/{tid}/schedstat") as f:
         return int(f.read().split()[0])

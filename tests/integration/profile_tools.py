@@ -2,7 +2,6 @@
 checked; go tool pprof validates too), perf record callchains, /proc/kallsyms, QEMU's ELF
 functions (readelf), the flame graph SVG and folded stacks, and a PNG's pixels. Used by
 test_profiles.py."""
-import atexit
 import bisect
 import collections
 import gzip
@@ -10,10 +9,8 @@ import http.client
 import math
 import re
 import shutil
-import signal
 import struct
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import zlib
@@ -302,7 +299,7 @@ class ElfFunctions:
 
 # --- perf record -g on the vCPU thread ------------------------------------------------------
 
-class PerfRecordCallchains:
+class PerfRecordCallchains(h.PerfRecord):
     """`perf record -g -e cpu-clock -F HZ -k mono -t TID`: the same event and frequency as the
     agent's sampling (Debian's perf 6.1 adds exclude_guest=1, which only re-tags the ~1 in 1,000
     samples KVM takes in its guest window). `-k mono` stamps samples with CLOCK_MONOTONIC,
@@ -312,26 +309,7 @@ class PerfRecordCallchains:
     FRAME = re.compile(r"^\s+([0-9a-f]+)\s+(.*?)\s*$")
 
     def __init__(self, tid, path, hz):
-        self.tid, self.path = tid, path
-        self.proc = subprocess.Popen([PERF, "record", "-q", "-g", "-e", "cpu-clock", "-F", str(hz), "-k", "mono",
-                                      "-t", str(tid), "-o", path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        atexit.register(self.kill)
-        time.sleep(1.0)  # perf has opened its event and records
-        if self.proc.poll() is not None:
-            raise AssertionError(f"perf record exited {self.proc.returncode}: {self.proc.stderr.read()}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=60)
-        if self.proc.returncode not in (0, -signal.SIGINT):
-            raise AssertionError(f"perf record exited {self.proc.returncode}: {err}")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(tid, path, ["-g", "-e", "cpu-clock", "-F", str(hz)])
 
     def leaves(self, start, end):
         """{leaf symbol: samples} of the thread's samples with start <= time <= end (perf script;

@@ -137,7 +137,7 @@ def rss_kib(pid):
 
 # --- perf record on the same thread -----------------------------------------------------
 
-class PerfRecord:
+class PerfRecord(h.PerfRecord):
     """`perf record -e cpu-clock:GH -F FREQ -k mono -t TID`.
 
     Debian 12's perf 6.1 sets exclude_guest=1 on every event unless told otherwise
@@ -154,26 +154,7 @@ class PerfRecord:
                         r"(\d+)/(\d+): 0x([0-9a-f]+) ")
 
     def __init__(self, tid, freq, path):
-        self.path = path
-        self.tid = tid
-        self.proc = subprocess.Popen([PERF, "record", "-q", "-e", "cpu-clock:GH", "-F", str(freq), "-k", "mono",
-                                      "-t", str(tid), "-o", path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        atexit.register(self.kill)
-        time.sleep(1.0)  # perf has opened its event and is recording
-        if self.proc.poll() is not None:
-            raise AssertionError(f"perf record exited {self.proc.returncode}: {self.proc.stderr.read()}")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=30)
-        if self.proc.returncode not in (0, -signal.SIGINT):
-            raise AssertionError(f"perf record exited {self.proc.returncode}: {err}")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(tid, path, ["-e", "cpu-clock:GH", "-F", str(freq)])
 
     def samples(self):
         """[(CLOCK_MONOTONIC seconds, mode, ip)] of the recorded thread."""
