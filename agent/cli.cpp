@@ -58,6 +58,9 @@ std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliErr
     } else if (a == "--log-level") {
       if (!(v = value(a))) return std::nullopt;
       opts.log_level = *v;
+    } else if (a == "--log-format") {
+      if (!(v = value(a))) return std::nullopt;
+      opts.log_format = *v;
     } else if (a == "--listen") {
       if (!(v = value(a))) return std::nullopt;
       opts.listen = *v;
@@ -88,6 +91,7 @@ std::string help_text() {
 
 Usage:
   kvmprof-agent [run] [--config FILE] [--listen ADDR] [--root DIR] [--log-level LEVEL]
+                [--log-format FORMAT]
   kvmprof-agent check-config FILE [--root DIR]
   kvmprof-agent probe [--root DIR] [--json]
   kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [--sample] [EVENT...]
@@ -128,7 +132,12 @@ Options:
                        (profile: where the running agent listens)
   --root DIR           read /proc and /sys under DIR (e.g. /host in a container, or a CPU
                        fixture such as tests/fixtures/cpus/intel-skylake-client-new-ucode)
-  --log-level LEVEL    error | warning | info (default) | debug
+  --log-level LEVEL    error: the agent cannot do what it was asked (it exits, or a VM or
+                       source is not measured); warning: degraded, with what to do; info
+                       (default): start, reloads, VMs and sources coming and going; debug:
+                       per-cycle detail
+  --log-format FORMAT  text (default), logfmt (ts=... level=... msg="...") or json, one line
+                       per message; under systemd each line starts with its journald priority
   --guest MODE         explain with guest: auto (default), include, exclude or split
   --sample             explain the EVENTs as sampling events
   --json               probe prints JSON

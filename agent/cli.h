@@ -13,6 +13,7 @@ struct CliOptions {
   bool config_given = false;
   std::string root = "/";
   std::string log_level = "info";
+  std::string log_format = "text";  // text, logfmt or json
   std::optional<std::string> listen;  // overrides the config's `listen`
   bool json = false;                  // probe --json
   std::string guest = "auto";         // explain --guest

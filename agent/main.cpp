@@ -112,6 +112,12 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   set_log_level(level);
+  LogFormat format{};
+  if (!parse_log_format(opts->log_format, format)) {
+    std::cerr << "kvmprof-agent: --log-format must be text, logfmt or json\n";
+    return kExitUsage;
+  }
+  set_log_format(format);
   if (opts->command == "probe") return run_probe(opts->root, opts->json);
   if (opts->listen) {
     auto listen = parse_listen(*opts->listen);

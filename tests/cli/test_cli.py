@@ -271,6 +271,31 @@ class Cli(unittest.TestCase):
             f.write(body)
         self.assertIn("PeriodType: cpu nanoseconds", go_pprof_raw(pushed))
 
+    def test_log_formats_for_shippers_and_journald_priorities(self):
+        """--log-format json: every line parses as JSON with ts, level and msg; with stderr being
+        the stream JOURNAL_STREAM names (as systemd sets it), each line starts with <N>."""
+        log_path = os.path.join(self.tmp.name, "journal.log")
+        with open(log_path, "w") as log:
+            st = os.fstat(log.fileno())
+            env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+            proc = subprocess.Popen([AGENT, "--config", self.config, "--log-format", "json"], stderr=log, env=env)
+            deadline = time.monotonic() + 10
+            while "serving http" not in read(log_path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=10), 0)
+        lines = read(log_path).splitlines()
+        self.assertGreater(len(lines), 2)
+        for line in lines:
+            self.assertRegex(line, r"^<[3467]>\{")
+            record = json.loads(line[3:])
+            self.assertEqual(set(record), {"ts", "level", "msg"})
+            self.assertEqual({"<3>": "error", "<4>": "warning", "<6>": "info", "<7>": "debug"}[line[:3]], record["level"])
+        self.assertTrue(any("serving http://127.0.0.1:" in json.loads(line[3:])["msg"] for line in lines))
+        bad = run("--log-format", "xml")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--log-format must be text, logfmt or json", bad.stderr)
+
     def test_the_parca_config_scrapes_the_agents_profile_path(self):
         """deploy/parca.yaml: Parca's scrape config format (parca pkg/config), the path the agent
         serves, and none of Go's other profile types (the agent would answer them 404)."""
@@ -283,6 +308,11 @@ class Cli(unittest.TestCase):
         timeout = int(re.search(r"scrape_timeout: (\d+)s", text).group(1))
         self.assertLess(interval, 60)  # within profiles.window
         self.assertGreater(timeout, interval)  # Parca refuses it otherwise
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def go_pprof_raw(path):
