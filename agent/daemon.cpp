@@ -7,7 +7,7 @@
 #include "agent/config_load.h"
 #include "agent/system/host_probe.h"
 #include "agent/system/log.h"
-#include "exporters/landing_page.h"
+#include "exporters/status_page.h"
 #include "policy/policy_select.h"
 
 #ifndef KVMPROF_REVISION
@@ -75,7 +75,12 @@ Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hyper
       host_(probed(root_, perf_)),
       cycle_(unplanned(config_).cycle()),
       collector_(root_, perf_, unplanned(config_)),
-      metrics_(store_, BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}),
+      metrics_(store_, [build = BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}](const Snapshot& s) { return prometheus_text(s, build); },
+               kPrometheusTextType),
+      status_(store_,
+              [info = StatusInfo{BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}, config_path_, config_.metrics_path}](
+                  const Snapshot& s) { return status_page(s, info); },
+              "text/html; charset=utf-8"),
       symbolizer_(root_),
       profiles_(collector_.profiles(), store_, symbolizer_) {
   apply_profile_limits();
@@ -135,11 +140,9 @@ int Daemon::serve() {
 
 Result<bool> Daemon::start_http() {
   auto listen = std::get<ListenAddress>(parse_listen(config_.listen));  // validated with the config
-  const BuildInfo build{KVMPROF_VERSION, KVMPROF_REVISION};
-  auto landing = std::make_shared<const std::string>(landing_page(build, config_.metrics_path));
   HttpRoutes routes{
       {config_.metrics_path, [this](const HttpRequest& r) { return metrics_.serve(r); }},
-      {"/", [landing](const HttpRequest&) { return HttpResponse{200, "text/html; charset=utf-8", landing, false, {}}; }},
+      {"/", [this](const HttpRequest& r) { return status_.serve(r); }},
       {"/debug/pprof/profile", [this](const HttpRequest& r) { return profiles_.serve(r, "pprof"); }},
       {"/debug/pprof/flamegraph", [this](const HttpRequest& r) { return profiles_.serve(r, "svg"); }},
   };

@@ -17,7 +17,7 @@
 #include "agent/collect/planner.h"
 #include "agent/discovery/discovery.h"
 #include "agent/http/http_server.h"
-#include "agent/http/metrics_page.h"
+#include "agent/http/snapshot_page.h"
 #include "agent/http/profile_page.h"
 #include "agent/symbols/symbolizer.h"
 #include "agent/system/perf_backend.h"
@@ -77,7 +77,8 @@ class Daemon {
   std::chrono::milliseconds cycle_;          // the shortest interval of any policy
   Collector collector_;
   SnapshotStore store_;
-  MetricsPage metrics_;
+  SnapshotPage metrics_;  // the metrics_path
+  SnapshotPage status_;   // the status page at `/`
   Symbolizer symbolizer_;
   ProfilePage profiles_;  // on the HTTP threads
   std::shared_ptr<const Snapshot> last_;  // the last published snapshot

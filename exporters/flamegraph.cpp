@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "exporters/folded.h"
+#include "exporters/markup.h"
 
 namespace kvmprof {
 namespace {
@@ -22,79 +23,6 @@ constexpr int kLegendHeight = kFontSize * 2 + 10;
 constexpr double kMinWidth = 0.1;  // pixels: narrower frames are not drawn
 constexpr int kMinImageWidth = 100;
 
-// --- Text: any bytes in, valid XML character data out. ---
-
-constexpr char32_t kReplacement = 0xFFFD;
-
-// The character at s[i], advancing i past it; malformed UTF-8 (overlong, surrogate, truncated,
-// beyond U+10FFFF) gives U+FFFD for its first byte.
-char32_t next_char(std::string_view s, size_t& i) {
-  const auto lead = static_cast<unsigned char>(s[i++]);
-  if (lead < 0x80) return lead;
-  const int extra = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
-  if (extra == 0 || i + extra > s.size()) return kReplacement;
-  char32_t c = lead & (0x3F >> extra);
-  for (int k = 0; k < extra; ++k) {
-    const auto next = static_cast<unsigned char>(s[i + k]);
-    if ((next & 0xC0) != 0x80) return kReplacement;
-    c = c << 6 | (next & 0x3F);
-  }
-  static constexpr char32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
-  if (c < kSmallest[extra] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return kReplacement;
-  i += extra;
-  return c;
-}
-
-// The characters of a name, with control characters (which XML 1.0 forbids or which would
-// garble the picture) and the non-characters U+FFFE/U+FFFF replaced by U+FFFD.
-std::u32string characters(std::string_view s) {
-  std::u32string out;
-  for (size_t i = 0; i < s.size();) {
-    char32_t c = next_char(s, i);
-    if (c < 0x20 || (c >= 0x7F && c < 0xA0) || c == 0xFFFE || c == 0xFFFF) c = kReplacement;
-    out += c;
-  }
-  return out;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-    return;
-  }
-  static constexpr char32_t kLead[] = {0, 0xC0, 0xE0, 0xF0};
-  const int extra = c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
-  out += static_cast<char>(kLead[extra] | (c >> (6 * extra)));
-  for (int k = extra - 1; k >= 0; --k) out += static_cast<char>(0x80 | ((c >> (6 * k)) & 0x3F));
-}
-
-std::string xml(std::u32string_view text) {
-  std::string out;
-  for (char32_t c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        append_utf8(out, c);
-    }
-  }
-  return out;
-}
-
-std::string xml(std::string_view text) { return xml(characters(text)); }
 
 // The label of a frame `width` pixels wide: whole, shortened with "..", or none under 3 chars.
 std::string fitted_label(const std::string& name, double width) {
@@ -102,7 +30,7 @@ std::string fitted_label(const std::string& name, double width) {
   if (fits < 3) return "";
   std::u32string text = characters(name);
   if (text.size() > fits) text = text.substr(0, fits - 2) + U"..";
-  return xml(text);
+  return xml_escape(text);
 }
 
 // --- Numbers, written the same whatever the process locale. ---
@@ -188,7 +116,7 @@ std::string box_svg(const Canvas& c, const Box& b, int64_t total) {
   const double w = static_cast<double>(b.end - b.start) * c.pixels_per_sample;
   const int y = c.graph_bottom - static_cast<int>(b.depth + 1) * kFrameHeight;
   const double share = 100.0 * static_cast<double>(b.end - b.start) / static_cast<double>(total);
-  std::string out = "<g><title>" + xml(b.frame.name) + " (" + with_commas(b.end - b.start) +
+  std::string out = "<g><title>" + xml_escape(b.frame.name) + " (" + with_commas(b.end - b.start) +
                     " samples, " + fixed(share) + "%)</title>";
   out += "<rect x=\"" + fixed(x) + "\" y=\"" + std::to_string(y) + "\" width=\"" + fixed(w) +
          "\" height=\"" + std::to_string(kFrameHeight - 1) + "\" fill=\"" + frame_color(b.frame) +
@@ -229,10 +157,10 @@ std::string header_svg(const Canvas& c, const FlameGraphOptions& options) {
          "</style>\n";
   out += "<rect width=\"100%\" height=\"100%\" fill=\"#f8f8f8\"/>\n";
   out += "<text class=\"title\" x=\"" + middle + "\" y=\"" + std::to_string(kFontSize * 2) +
-         "\" text-anchor=\"middle\">" + xml(options.title) + "</text>\n";
+         "\" text-anchor=\"middle\">" + xml_escape(options.title) + "</text>\n";
   if (!options.subtitle.empty()) {
     out += "<text x=\"" + middle + "\" y=\"" + std::to_string(kFontSize * 4) +
-           "\" text-anchor=\"middle\">" + xml(options.subtitle) + "</text>\n";
+           "\" text-anchor=\"middle\">" + xml_escape(options.subtitle) + "</text>\n";
   }
   return out;
 }

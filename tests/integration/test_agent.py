@@ -4,12 +4,16 @@
 Usage: test_agent.py --agent PATH/kvmprof-agent. Needs root (exit 77 = skipped otherwise).
 """
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import urllib.request
+import xml.etree.ElementTree as ET
 
 import harness as h
 
@@ -200,6 +204,28 @@ class HostileNamesAndClients(unittest.TestCase):
         log = self.agent.log_text()
         self.assertIn('VM "kvmprof-it-x\\nkvmprof-agent error: forged line"', log)
         self.assertFalse([line for line in log.splitlines() if line.startswith("kvmprof-agent error: forged")])
+
+    def test_the_status_page_shows_a_hostile_name_literally(self):
+        """/ is well-formed (X)HTML whatever a VM is named: the name's newline is shown as \\n,
+        nothing it holds becomes markup, and a browser renders the page (chromium screenshot)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.agent.port}/", timeout=5) as r:
+            self.assertEqual(r.headers["Content-Type"], "text/html; charset=utf-8")
+            page = r.read()
+        root = ET.fromstring(page)  # raises unless well-formed
+        cells = ["".join(td.itertext()) for td in root.iter("{http://www.w3.org/1999/xhtml}td")]
+        self.assertIn(FORGING_NAME.replace("\n", "\\n"), cells)
+        self.assertIn(self.vm.uuid, cells)
+        self.assertEqual(list(root.iter("{http://www.w3.org/1999/xhtml}script")), [])
+        chromium = shutil.which("chromium")
+        if not chromium:
+            self.skipTest("chromium not installed: the page was checked, not rendered")
+        html, png = os.path.join(self.tmp.name, "status.html"), os.path.join(self.tmp.name, "status.png")
+        with open(html, "wb") as f:
+            f.write(page)
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
+                        "--window-size=1300,900", f"file://{html}"], capture_output=True, timeout=120)
+        self.assertGreater(os.path.getsize(png), 10_000)
+        print(f"\n  status page: {len(page)} bytes, {len(cells)} cells; screenshot {os.path.getsize(png)} bytes")
 
     def test_prometheus_scrapes_while_hundreds_of_clients_hold_connections(self):
         prom = h.Prometheus(self.tmp.name, self.agent.port)
