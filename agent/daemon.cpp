@@ -134,8 +134,17 @@ int Daemon::serve() {
   signals_.async_wait([this](auto ec, int signo) { if (!ec) on_signal(signo); });
   start_threads();
   arm_cycle(Clock::duration::zero());
+  systemd_.ready("serving " + http_->url() + config_.metrics_path);
+  if (auto every = SystemdNotify::watchdog_every()) ping_watchdog(*every);
   io_.run();
   return kExitOk;
+}
+
+// WATCHDOG=1 from the collection loop itself: if the loop hangs, systemd restarts the agent.
+void Daemon::ping_watchdog(std::chrono::milliseconds every) {
+  systemd_.watchdog();
+  systemd_watchdog_.expires_after(every);
+  systemd_watchdog_.async_wait([this, every](auto ec) { if (!ec) ping_watchdog(every); });
 }
 
 Result<bool> Daemon::start_http() {
@@ -272,6 +281,7 @@ void Daemon::on_signal(int signo) {
     return;
   }
   log_info(signo == SIGTERM ? "SIGTERM: stopping" : "SIGINT: stopping");
+  systemd_.stopping();
   io_.stop();
 }
 
@@ -289,11 +299,13 @@ void Daemon::watch_config_file() {
 // kvmprof_config_last_reload_successful says so at once.
 void Daemon::reload(const std::string& why) {
   if (config_path_.empty()) return log_warning(why + ": running on built-in defaults; there is no config file to reload");
+  systemd_.reloading();
   config_mtime_ = mtime_of(config_path_);
   auto loaded = load_config_file(config_path_, host_);
   if (auto* errors = std::get_if<std::vector<ConfigError>>(&loaded)) {
     reload_ok_ = false;
     for (const auto& e : *errors) log_error("reload (" + why + ") rejected, keeping the running config: " + e.format());
+    systemd_.ready("reload (" + why + ") rejected, the running config stays: " + errors->front().format());
     return republish();
   }
   AgentConfig& next = std::get<AgentConfig>(loaded);
@@ -310,6 +322,7 @@ void Daemon::reload(const std::string& why) {
   applying_ = "reload (" + why + ")";
   planner_->request(config_, ++generation_);
   discovery_->set_metadata_uris(metadata_uris(config_.policies));
+  systemd_.ready("reloaded (" + why + ")");
   republish();
 }
 

@@ -21,6 +21,7 @@
 #include "agent/http/profile_page.h"
 #include "agent/symbols/symbolizer.h"
 #include "agent/system/perf_backend.h"
+#include "agent/system/systemd_notify.h"
 #include "policy/agent_config.h"
 #include "policy/host_model.h"
 
@@ -63,6 +64,7 @@ class Daemon {
   void reload(const std::string& why);
   void watch_config_file();
   void apply_profile_limits();
+  void ping_watchdog(std::chrono::milliseconds every);
 
   AgentConfig config_;
   const std::string config_path_;
@@ -74,6 +76,8 @@ class Daemon {
   boost::asio::signal_set signals_{io_};
   boost::asio::steady_timer cycle_timer_{io_};
   boost::asio::steady_timer watchdog_{io_};  // a libvirt call that takes too long
+  boost::asio::steady_timer systemd_watchdog_{io_};
+  SystemdNotify systemd_;
   std::chrono::milliseconds cycle_;          // the shortest interval of any policy
   Collector collector_;
   SnapshotStore store_;

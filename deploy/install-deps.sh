@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  build-essential cmake pkg-config libvirt-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev
+  build-essential cmake pkg-config libvirt-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev libsystemd-dev
   libgtest-dev libpfm4-dev zlib1g-dev libelf-dev libdw-dev
   # run: libvirtd + QEMU, perf as a cross-check, tiny boot images need GNU as/ld (binutils)
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils binutils linux-perf

@@ -171,6 +171,7 @@ class Cli(unittest.TestCase):
         lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
         self.assertEqual(lines["ExecStart"], "/usr/local/sbin/kvmprof-agent")  # the default file, or defaults
         self.assertEqual(lines["ExecReload"], "/bin/kill -HUP $MAINPID")
+        self.assertEqual((lines["Type"], lines["NotifyAccess"], lines["WatchdogSec"]), ("notify", "main", "30s"))
         self.assertNotIn("ExecStartPre", lines)
         if subprocess.run(["which", "systemd-analyze"], capture_output=True).returncode == 0:
             copy = os.path.join(self.tmp.name, "kvmprof-agent.service")
@@ -295,6 +296,52 @@ class Cli(unittest.TestCase):
         bad = run("--log-format", "xml")
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--log-format must be text, logfmt or json", bad.stderr)
+
+    def test_systemd_readiness_reload_watchdog_and_stop(self):
+        """As systemd runs a Type=notify unit with WatchdogSec=2s: NOTIFY_SOCKET is a datagram
+        socket the test reads. READY=1 comes once /metrics answers; WATCHDOG=1 every second from
+        the collection loop; a reload is RELOADING=1 then READY=1 with a STATUS; SIGTERM is
+        STOPPING=1."""
+        path = os.path.join(self.tmp.name, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(0.2)
+        messages = []
+
+        def drain(seconds):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    messages.append((time.monotonic(), sock.recv(4096).decode()))
+                except socket.timeout:
+                    pass
+
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
+        log = open(os.path.join(self.tmp.name, "notify.log"), "w")
+        proc = subprocess.Popen([AGENT, "--config", self.config], stderr=log, env=env)
+        try:
+            drain(3.5)
+            ready = [m for _, m in messages if m.startswith("READY=1")]
+            self.assertTrue(ready, messages)
+            self.assertRegex(ready[0], r"STATUS=serving http://127\.0\.0\.1:\d+/metrics")
+            pings = [t for t, m in messages if m == "WATCHDOG=1"]
+            self.assertGreaterEqual(len(pings), 3, messages)  # every second: half of WatchdogSec
+            self.assertTrue(all(0.7 < b - a < 1.5 for a, b in zip(pings, pings[1:])), pings)
+            messages.clear()
+            proc.send_signal(signal.SIGHUP)
+            drain(1.5)
+            events = [m.split("\n")[0] for _, m in messages if m != "WATCHDOG=1"]
+            self.assertEqual(events[:2], ["RELOADING=1", "READY=1"], messages)
+            messages.clear()
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=10), 0)
+            drain(0.3)
+            self.assertIn("STOPPING=1\nSTATUS=stopping", [m for _, m in messages])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+            sock.close()
 
     def test_the_parca_config_scrapes_the_agents_profile_path(self):
         """deploy/parca.yaml: Parca's scrape config format (parca pkg/config), the path the agent
