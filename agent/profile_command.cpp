@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "agent/http/http_client.h"
+#include "exporters/markup.h"
 
 namespace kvmprof {
 namespace {

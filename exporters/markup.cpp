@@ -1,5 +1,7 @@
 #include "exporters/markup.h"
 
+#include <cctype>
+
 namespace kvmprof {
 namespace {
 
@@ -89,6 +91,21 @@ std::string visible_text(std::string_view text) {
     else shown += static_cast<char>(c);
   }
   return xml_escape(shown);
+}
+
+std::string url_escape(std::string_view text) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace kvmprof

@@ -18,4 +18,8 @@ std::string xml_escape(std::string_view text);
 // As xml_escape, but control characters shown as \n, \t, \r, \xNN: a name as it really is.
 std::string visible_text(std::string_view text);
 
+// "web 1" -> "web%201": a query value (a VM name in a link or a request), %-escaped except
+// letters, digits and -_.~ (RFC 3986 unreserved).
+std::string url_escape(std::string_view text);
+
 }  // namespace kvmprof

@@ -49,15 +49,9 @@ std::string vms(const Snapshot& s) {
   std::string out = "<h2>VMs (" + std::to_string(s.vms.size()) + ")</h2>\n<table>\n" +
                     header({"domain", "uuid", "policy", "vCPUs", "threads mapped", "profile"});
   for (const auto& vm : s.vms) {
-    std::string domain;
-    for (unsigned char c : vm.name) {  // the query value, %-escaped
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.') domain += static_cast<char>(c);
-      else (domain += '%') += std::string{kHex[c >> 4], kHex[c & 15]};
-    }
     out += "<tr>" + cell(vm.name) + cell(vm.uuid) + cell(vm.policy) + cell(std::to_string(vm.vcpus.size())) +
            cell(vm.mapped ? "yes" : "no") + "<td><a href=\"/debug/pprof/flamegraph?seconds=30&amp;domain=" +
-           xml_escape(domain) + "\">flame graph</a></td></tr>\n";
+           xml_escape(url_escape(vm.name)) + "\">flame graph</a></td></tr>\n";
   }
   return out + "</table>\n";
 }

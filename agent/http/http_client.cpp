@@ -1,6 +1,5 @@
 #include "agent/http/http_client.h"
 
-#include <cctype>
 
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
 #include <boost/asio.hpp>
@@ -45,20 +44,4 @@ Result<HttpReply> http_get(const ListenAddress& listen, const std::string& targe
     return Error{0, "GET http://" + where + target + ": " + e.code().message()};
   }
 }
-
-std::string url_escape(std::string_view text) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 }  // namespace kvmprof

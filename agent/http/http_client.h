@@ -19,7 +19,4 @@ struct HttpReply {
 // unspecified address (":9477", "0.0.0.0", "[::]") is reached on loopback.
 Result<HttpReply> http_get(const ListenAddress& listen, const std::string& target, std::chrono::seconds timeout);
 
-// "web 1" -> "web%201": a query value as net/url writes it.
-std::string url_escape(std::string_view text);
-
 }  // namespace kvmprof
