@@ -64,6 +64,10 @@ std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliErr
     } else if (a == "--listen") {
       if (!(v = value(a))) return std::nullopt;
       opts.listen = *v;
+    } else if (a == "--web.config.file" || a.starts_with("--web.config.file=")) {
+      if (a.size() > 17) v = a.substr(18);  // node_exporter's spelling: --web.config.file=FILE
+      else if (!(v = value(a))) return std::nullopt;
+      opts.web_config = *v;
     } else if (a == "--json" && opts.command == "probe") {
       opts.json = true;
     } else if (a == "--guest" && opts.command == "explain") {
@@ -90,9 +94,9 @@ std::string help_text() {
   return R"(kvmprof-agent: per-VM and per-vCPU cost of KVM guests, served to Prometheus.
 
 Usage:
-  kvmprof-agent [run] [--config FILE] [--listen ADDR] [--root DIR] [--log-level LEVEL]
-                [--log-format FORMAT]
-  kvmprof-agent check-config FILE [--root DIR]
+  kvmprof-agent [run] [--config FILE] [--listen ADDR] [--web.config.file FILE] [--root DIR]
+                [--log-level LEVEL] [--log-format FORMAT]
+  kvmprof-agent check-config FILE [--web.config.file FILE] [--root DIR]
   kvmprof-agent probe [--root DIR] [--json]
   kvmprof-agent explain [--root DIR] [--config FILE] [--guest MODE] [--sample] [EVENT...]
   kvmprof-agent profile [--domain NAME | --uuid UUID] [--seconds N] [--mode MODES]
@@ -104,7 +108,8 @@ Commands:
                  (guest / host kernel / host user CPU time, run-queue wait, VM exits, perf
                  events and KVM tracepoints) and serve them at /metrics.
   check-config   validate FILE, including explicit guest settings this host (or --root DIR)
-                 refuses; prints every problem as FILE:LINE:COLUMN: message and exits 2.
+                 refuses, and its web config with the certificates it names; prints every
+                 problem as FILE:LINE:COLUMN: message and exits 2.
   probe          what this host is, as kvmprof sees it: CPU, microcode, PMUs, KVM parameters,
                  perf_event_paranoid, capabilities, kernel perf features, what a sampling
                  ring offers (rdpmc, time, time_zero; use_clockid), applying quirks.
@@ -130,6 +135,14 @@ Options:
                        default file does not exist)
   --listen ADDR        override the config's listen address, e.g. 127.0.0.1:9477 or :0
                        (profile: where the running agent listens)
+  --web.config.file FILE
+                       TLS and basic auth for every endpoint, in the Prometheus exporter
+                       toolkit's format (as node_exporter; promtool check web-config checks
+                       it): tls_server_config (cert_file, key_file, client_auth_type,
+                       client_ca_file, min_version, ...), http_server_config (headers),
+                       basic_auth_users (user: bcrypt hash). Overrides the config's web_config.
+                       Reloaded with the config (rotated certificates too); a bad one keeps the
+                       running one. Example: deploy/web-config.yml
   --root DIR           read /proc and /sys under DIR (e.g. /host in a container, or a CPU
                        fixture such as tests/fixtures/cpus/intel-skylake-client-new-ucode)
   --log-level LEVEL    error: the agent cannot do what it was asked (it exits, or a VM or
@@ -154,6 +167,7 @@ Needs root, or CAP_PERFMON + CAP_SYS_PTRACE with read access to libvirt's socket
 
 Examples:
   kvmprof-agent --config /etc/kvmprof/agent.yaml
+  kvmprof-agent --web.config.file /etc/kvmprof/web-config.yml   # TLS and basic auth
   kvmprof-agent explain cycles:p cycles:pG instructions --guest split
   kvmprof-agent explain --sample cpu-clock cycles:p
   kvmprof-agent explain --root tests/fixtures/cpus/intel-skylake-client-old-ucode cycles:p

@@ -15,6 +15,7 @@ struct CliOptions {
   std::string log_level = "info";
   std::string log_format = "text";  // text, logfmt or json
   std::optional<std::string> listen;  // overrides the config's `listen`
+  std::optional<std::string> web_config;  // --web.config.file: overrides the config's `web_config`
   bool json = false;                  // probe --json
   std::string guest = "auto";         // explain --guest
   std::vector<std::string> events;    // explain EVENT...

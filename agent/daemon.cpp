@@ -66,7 +66,8 @@ bool same_domains(const Discovery::Domains& a, const Discovery::Domains& b) {
 
 }  // namespace
 
-Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf)
+Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf,
+               WebSecurityPtr web)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       root_(std::move(root)),
@@ -75,6 +76,7 @@ Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hyper
       host_(probed(root_, perf_)),
       cycle_(unplanned(config_).cycle()),
       collector_(root_, perf_, unplanned(config_)),
+      web_(std::move(web)),
       metrics_(store_, [build = BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}](const Snapshot& s) { return prometheus_text(s, build); },
                kPrometheusTextType),
       status_(store_,
@@ -116,7 +118,7 @@ void Daemon::stop_threads() {
 int Daemon::serve() {
   raise_nofile_limit();
   reload_success_at_ = unix_now();
-  config_mtime_ = mtime_of(config_path_);
+  watched_ = watched_files();
   publish(collector_.collect(nullptr, false), std::nullopt);  // a scrape never finds no snapshot
   if (auto started = start_http(); !started.ok()) {
     const Error& e = started.error();
@@ -155,11 +157,12 @@ Result<bool> Daemon::start_http() {
       {"/debug/pprof/profile", [this](const HttpRequest& r) { return profiles_.serve(r, "pprof"); }},
       {"/debug/pprof/flamegraph", [this](const HttpRequest& r) { return profiles_.serve(r, "svg"); }},
   };
-  auto server = HttpServer::start(listen, std::move(routes));
+  auto server = HttpServer::start(listen, std::move(routes), {}, web_);
   if (!server.ok()) return server.error();
   http_ = std::move(*server);
   http_port_ = http_->port();
-  log_info("serving " + http_->url() + config_.metrics_path);
+  log_info("serving " + http_->url() + config_.metrics_path + " (" + web_->summary +
+           (config_.web_config.empty() ? "" : ", from " + quote(config_.web_config)) + ")");
   return true;
 }
 
@@ -285,24 +288,53 @@ void Daemon::on_signal(int signo) {
   io_.stop();
 }
 
-// A changed file reloads like SIGHUP; its mtime is looked at no more than every 5 s.
-void Daemon::watch_config_file() {
-  constexpr auto kEvery = std::chrono::seconds(5);
-  if (config_path_.empty() || Clock::now() - config_checked_at_ < kEvery) return;
-  config_checked_at_ = Clock::now();
-  int64_t mtime = mtime_of(config_path_);
-  if (mtime != 0 && mtime != config_mtime_) reload(quote(config_path_) + " changed");
+// The config file, the web config and the certificates it names.
+std::map<std::string, int64_t> Daemon::watched_files() const {
+  std::map<std::string, int64_t> files;
+  if (!config_path_.empty()) files[config_path_] = mtime_of(config_path_);
+  for (const auto& f : web_->files) files[f] = mtime_of(f);
+  return files;
 }
 
-// Valid: planned off the loop, then applied (listen, metrics_path and libvirt.uri need a
-// restart). Invalid: logged with its locations; the running config stays. Either way
-// kvmprof_config_last_reload_successful says so at once.
+// A changed file (the config, the web config or a certificate) reloads like SIGHUP; mtimes
+// are looked at no more than every 5 s.
+void Daemon::watch_config_file() {
+  constexpr auto kEvery = std::chrono::seconds(5);
+  if (Clock::now() - config_checked_at_ < kEvery) return;
+  config_checked_at_ = Clock::now();
+  for (const auto& [file, mtime] : watched_files()) {
+    if (mtime != 0 && mtime != watched_[file]) return reload(quote(file) + " changed");
+  }
+}
+
+// The web config again, certificates re-read; the path itself applies after a restart, and so
+// does turning TLS on or off.
+std::variant<WebSecurityPtr, std::vector<ConfigError>> Daemon::reload_web() const {
+  std::vector<std::string> warnings;
+  auto loaded = load_web_security(config_.web_config, warnings);
+  for (const auto& w : warnings) log_warning(w);
+  auto* web = std::get_if<WebSecurityPtr>(&loaded);
+  if (web && (*web)->tls.operator bool() != web_->tls.operator bool()) {
+    return std::vector<ConfigError>{{config_.web_config, 1, 1, std::string("turning TLS ") + ((*web)->tls ? "on" : "off") +
+                                                                   " needs a restart (the scrapers' scheme changes too)"}};
+  }
+  return loaded;
+}
+
+// Valid: planned off the loop, then applied (listen, metrics_path, web_config and libvirt.uri
+// need a restart; the web config's content does not). Invalid: logged with its locations; the
+// running config stays. Either way kvmprof_config_last_reload_successful says so at once.
 void Daemon::reload(const std::string& why) {
-  if (config_path_.empty()) return log_warning(why + ": running on built-in defaults; there is no config file to reload");
+  if (config_path_.empty() && config_.web_config.empty()) {
+    return log_warning(why + ": running on built-in defaults; there is no config file to reload");
+  }
   systemd_.reloading();
-  config_mtime_ = mtime_of(config_path_);
-  auto loaded = load_config_file(config_path_, host_);
-  if (auto* errors = std::get_if<std::vector<ConfigError>>(&loaded)) {
+  watched_ = watched_files();
+  auto loaded = config_path_.empty() ? ConfigResult(config_) : load_config_file(config_path_, host_);
+  auto web = std::holds_alternative<AgentConfig>(loaded) ? reload_web() : std::vector<ConfigError>{};
+  auto* errors = std::get_if<std::vector<ConfigError>>(&loaded);
+  if (!errors) errors = std::get_if<std::vector<ConfigError>>(&web);
+  if (errors) {
     reload_ok_ = false;
     for (const auto& e : *errors) log_error("reload (" + why + ") rejected, keeping the running config: " + e.format());
     systemd_.ready("reload (" + why + ") rejected, the running config stays: " + errors->front().format());
@@ -315,13 +347,18 @@ void Daemon::reload(const std::string& why) {
   next.listen = config_.listen;
   next.metrics_path = config_.metrics_path;
   next.libvirt_uri = config_.libvirt_uri;
+  next.web_config = config_.web_config;  // also a restart: it may come from --web.config.file
   config_ = std::move(next);
+  web_ = std::get<WebSecurityPtr>(web);
+  http_->set_web(web_);
+  watched_ = watched_files();
   apply_profile_limits();
   reload_ok_ = true;
   reload_success_at_ = unix_now();
   applying_ = "reload (" + why + ")";
   planner_->request(config_, ++generation_);
   discovery_->set_metadata_uris(metadata_uris(config_.policies));
+  log_info("reload (" + why + "): web: " + web_->summary);
   systemd_.ready("reloaded (" + why + ")");
   republish();
 }

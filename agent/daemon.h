@@ -34,7 +34,9 @@ class Daemon {
   // `config_path` is re-read on SIGHUP and when it changes; empty when running on defaults.
   // The daemon uses `hypervisor` and `perf` (real, or fakes in tests) and probes the host
   // under `root`.
-  Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf);
+  // `web` is the loaded web config (config.web_config): TLS and basic auth.
+  Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf,
+         WebSecurityPtr web = plain_http());
   ~Daemon();
 
   // Serves until SIGTERM, SIGINT or stop(). Returns the process exit code; an exception that
@@ -62,6 +64,8 @@ class Daemon {
   void log_source_changes(const Snapshot& snapshot);
   void on_signal(int signo);
   void reload(const std::string& why);
+  std::variant<WebSecurityPtr, std::vector<ConfigError>> reload_web() const;
+  std::map<std::string, int64_t> watched_files() const;
   void watch_config_file();
   void apply_profile_limits();
   void ping_watchdog(std::chrono::milliseconds every);
@@ -80,6 +84,7 @@ class Daemon {
   SystemdNotify systemd_;
   std::chrono::milliseconds cycle_;          // the shortest interval of any policy
   Collector collector_;
+  WebSecurityPtr web_;  // the web config's, as the HTTP server has it
   SnapshotStore store_;
   SnapshotPage metrics_;  // the metrics_path
   SnapshotPage status_;   // the status page at `/`
@@ -96,7 +101,7 @@ class Daemon {
   std::string applying_;        // why the plan being made was asked for, for the log
   bool reload_ok_ = true;
   double reload_success_at_ = 0;
-  int64_t config_mtime_ = 0;
+  std::map<std::string, int64_t> watched_;  // file -> mtime when last (re)loaded
   Clock::time_point config_checked_at_{};
   std::atomic<uint16_t> http_port_{0};
   bool libvirt_abandoned_ = false;

@@ -72,13 +72,13 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
 
 // The agent with the real libvirt and kernel. When the libvirt thread is stuck in a call at
 // exit, the process ends without destroying what that thread still uses.
-int run_daemon(AgentConfig config, const std::string& path, const std::string& root) {
+int run_daemon(AgentConfig config, const std::string& path, const std::string& root, WebSecurityPtr web) {
   auto libvirt = std::make_unique<LibvirtHypervisor>(config.libvirt_uri);
   RealPerfBackend perf;
   int code = kExitFailure;
   bool abandoned = false;
   {
-    Daemon daemon(std::move(config), path, HostRoot(root), *libvirt, perf);
+    Daemon daemon(std::move(config), path, HostRoot(root), *libvirt, perf, std::move(web));
     code = daemon.run();
     abandoned = daemon.libvirt_abandoned();
   }
@@ -87,6 +87,19 @@ int run_daemon(AgentConfig config, const std::string& path, const std::string& r
     std::_Exit(code);
   }
   return code;
+}
+
+// The web config (TLS, basic auth) with the certificates it names; problems are printed as
+// FILE:LINE:COLUMN and are nullptr.
+WebSecurityPtr load_web(const AgentConfig& config) {
+  std::vector<std::string> warnings;
+  auto loaded = load_web_security(config.web_config, warnings);
+  for (const auto& w : warnings) log_warning(w);
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&loaded)) {
+    for (const auto& e : *errors) std::cerr << e.format() << "\n";
+    return nullptr;
+  }
+  return std::get<WebSecurityPtr>(loaded);
 }
 
 }  // namespace
@@ -133,15 +146,18 @@ int main(int argc, char** argv) {
   }
   auto config = load_config(*opts);
   if (!config) return kExitUsage;
+  if (opts->web_config) config->web_config = *opts->web_config;
   if (opts->command == "explain") return explain(*opts, *config);
   if (opts->command == "profile") {
     return run_profile(*opts, std::get<ListenAddress>(parse_listen(opts->listen.value_or(config->listen))));
   }
+  auto web = load_web(*config);
+  if (!web) return kExitUsage;
   if (opts->command == "check-config") {
-    std::cout << opts->config_path << ": ok\n";
+    std::cout << opts->config_path << ": ok" << (config->web_config.empty() ? "" : ", " + config->web_config + ": ok") << "\n";
     return kExitOk;
   }
   if (opts->listen) config->listen = *opts->listen;
   std::string path = opts->config_given || std::filesystem::exists(opts->config_path) ? opts->config_path : "";
-  return run_daemon(std::move(*config), path, opts->root);
+  return run_daemon(std::move(*config), path, opts->root, std::move(web));
 }

@@ -6,11 +6,15 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config libvirt-dev libboost-dev libyaml-cpp-dev prometheus-cpp-dev libsystemd-dev
-  libgtest-dev libpfm4-dev zlib1g-dev libelf-dev libdw-dev
+  libgtest-dev libpfm4-dev zlib1g-dev libelf-dev libdw-dev libssl-dev libcrypt-dev
   # run: libvirtd + QEMU, perf as a cross-check, tiny boot images need GNU as/ld (binutils)
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils binutils linux-perf
   # tests and benchmarks
-  python3 curl prometheus prometheus-libvirt-exporter strace procps
+  python3 curl prometheus prometheus-libvirt-exporter strace procps openssl
+  # the Debian package: lintian checks it
+  lintian
+  # the unit: systemd-analyze security rates it (also where systemd is not PID 1)
+  systemd
   # profiles: go tool pprof reads every profile the tests make, chromium screenshots flame graphs
   golang-go chromium
 )

@@ -1,12 +1,13 @@
 #include "policy/agent_config.h"
 
-#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include "policy/listen_address.h"
+#include "policy/yaml_reader.h"
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <set>
 
 namespace kvmprof {
@@ -33,34 +34,14 @@ constexpr Range kSampleHz{1, 100'000};
 constexpr Range kSamplePeriod{1, int64_t{1} << 62};
 constexpr Range kProfileSamples{1'000, 100'000'000};
 constexpr Range kProfileStacks{100, 10'000'000};
-// yaml-cpp refuses deeper nesting with the message "bad file" (src/singledocparser.cpp DepthGuard<500>).
-constexpr int kMaxYamlDepth = 500;
-
-Mark mark_of(const YAML::Node& node) {
-  // yaml-cpp marks are 0-based, and -1 for nodes without a position (an empty document).
-  return Mark{std::max(node.Mark().line, 0) + 1, std::max(node.Mark().column, 0) + 1};
-}
-
-std::string list(const std::set<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
-
 // Reads one config, recording every problem and skipping only the part that is wrong.
-class Loader {
+class Loader : public YamlReader {
  public:
-  explicit Loader(std::string file) : file_(std::move(file)) {}
-
-  void error(const YAML::Node& node, std::string message) { error_at(mark_of(node), std::move(message)); }
-  void error_at(Mark m, std::string message) { errors_.push_back({file_, m.line, m.column, std::move(message)}); }
-  std::vector<ConfigError>& errors() { return errors_; }
+  using YamlReader::YamlReader;
 
   AgentConfig load(const YAML::Node& root);
 
  private:
-  bool keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where);
-  std::optional<std::string> scalar(const YAML::Node& node, const std::string& key);
   std::optional<milliseconds> duration(const YAML::Node& node, const std::string& key, milliseconds min);
   std::optional<int64_t> integer(const YAML::Node& node, const std::string& key, Range range);
   // map[key], when given, into `out`; `out` keeps its value when the key is wrong.
@@ -81,29 +62,7 @@ class Loader {
   Policy load_policy(const YAML::Node& node, bool is_default);
   void check_shadowing(const std::vector<Policy>& policies);
 
-  std::string file_;
-  std::vector<ConfigError> errors_;
 };
-
-bool Loader::keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where) {
-  if (!map.IsMap()) {
-    error(map, "'" + where + "' must be a map");
-    return false;
-  }
-  std::set<std::string> seen;
-  for (const auto& entry : map) {
-    const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "";
-    if (!allowed.contains(key)) error(entry.first, "unknown key '" + key + "' in " + where + " (allowed: " + list(allowed) + ")");
-    if (!seen.insert(key).second) error(entry.first, "duplicate key '" + key + "'");
-  }
-  return true;
-}
-
-std::optional<std::string> Loader::scalar(const YAML::Node& node, const std::string& key) {
-  if (node.IsScalar()) return node.Scalar();
-  error(node, "'" + key + "' must be a string");
-  return std::nullopt;
-}
 
 std::optional<milliseconds> Loader::duration(const YAML::Node& node, const std::string& key, milliseconds min) {
   auto text = scalar(node, key);
@@ -379,6 +338,11 @@ void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
     config.metrics_path = scalar(root["metrics_path"], "metrics_path").value_or(config.metrics_path);
     if (!config.metrics_path.starts_with('/')) error(root["metrics_path"], "'metrics_path' must start with '/'");
   }
+  if (root["web_config"]) {
+    auto text = scalar(root["web_config"], "web_config").value_or("");
+    if (text.empty()) error(root["web_config"], "'web_config' must name the web config file (TLS and basic auth)");
+    else config.web_config = (std::filesystem::path(file()).parent_path() / text).lexically_normal().string();
+  }
   if (root["libvirt"]) load_libvirt(root["libvirt"], config);
   if (root["interval"]) config.interval = duration(root["interval"], "interval", kMinInterval).value_or(config.interval);
   if (root["limits"]) load_limits(root["limits"], config.limits);
@@ -391,7 +355,7 @@ AgentConfig Loader::load(const YAML::Node& root) {
     error(root, "the config must be a map with at least 'version: 1'");
     return config;
   }
-  keys(root, {"version", "listen", "metrics_path", "libvirt", "interval", "events", "default", "policies", "limits", "profiles"},
+  keys(root, {"version", "listen", "metrics_path", "web_config", "libvirt", "interval", "events", "default", "policies", "limits", "profiles"},
        "config");
   if (!root["version"]) error(root, "missing 'version: 1'");
   else if (scalar(root["version"], "version") != "1") error(root["version"], "unsupported version; expected 1");
@@ -418,24 +382,11 @@ std::chrono::milliseconds AgentConfig::call_timeout(std::chrono::milliseconds cy
   return libvirt_call_timeout.value_or(std::clamp(cycle / 2, milliseconds(500), milliseconds(10'000)));
 }
 
-std::string ConfigError::format() const {
-  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
-}
-
 ConfigResult parse_agent_config(std::string_view text, const std::string& file) {
   Loader loader(file);
-  try {
-    AgentConfig config = loader.load(YAML::Load(std::string(text)));
-    if (loader.errors().empty()) return config;
-  } catch (const YAML::DeepRecursion& e) {
-    loader.error_at(Mark{std::max(e.mark.line, 0) + 1, std::max(e.mark.column, 0) + 1},
-                    "YAML nested too deeply (more than " + std::to_string(kMaxYamlDepth) + " levels)");
-  } catch (const YAML::Exception& e) {
-    loader.error_at(Mark{std::max(e.mark.line, 0) + 1, std::max(e.mark.column, 0) + 1}, e.msg);
-  }
-  auto errors = std::move(loader.errors());
-  std::stable_sort(errors.begin(), errors.end(),
-                   [](const auto& a, const auto& b) { return std::tie(a.line, a.column) < std::tie(b.line, b.column); });
+  AgentConfig config;
+  auto errors = loader.read(text, [&](const YAML::Node& root) { config = loader.load(root); });
+  if (errors.empty()) return config;
   return errors;
 }
 

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "policy/config_error.h"
 #include "policy/event_spec.h"
 
 namespace kvmprof {
@@ -17,11 +18,6 @@ enum class GuestMode { kAuto, kInclude, kExclude, kSplit, kGuestOnly };
 enum class Aggregation { kPerVcpu, kPerVm };
 enum class SampleThreads { kVcpu, kAll };               // all: vCPU, emulator and I/O threads
 enum class Callchain { kNone, kKernel, kKernelUser };
-
-struct Mark {
-  int line = 0;    // 1-based
-  int column = 0;  // 1-based
-};
 
 struct PolicyEvent {
   EventSpec spec;
@@ -101,6 +97,9 @@ struct ProfileLimits {
 struct AgentConfig {
   std::string listen = ":9477";  // [address]:port; ":9477" listens on every IPv4 address
   std::string metrics_path = "/metrics";
+  // The web config (TLS, basic auth; the exporter toolkit's format), relative paths from the
+  // config's directory; empty: plain HTTP without auth.
+  std::string web_config;
   std::string libvirt_uri = "qemu:///system";
   std::chrono::milliseconds interval{5000};
   std::chrono::milliseconds reconnect_max_backoff{30000};
@@ -113,15 +112,6 @@ struct AgentConfig {
   Policy default_policy;         // for domains no policy matches
   Limits limits;
   ProfileLimits profiles;
-};
-
-struct ConfigError {
-  std::string file;
-  int line = 0;    // 1-based
-  int column = 0;  // 1-based
-  std::string message;
-
-  std::string format() const;  // "FILE:LINE:COLUMN: message"
 };
 
 using ConfigResult = std::variant<AgentConfig, std::vector<ConfigError>>;

@@ -4,7 +4,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
+#include <atomic>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -27,6 +29,17 @@ namespace {
 constexpr size_t kFirstRead = 1024;  // bytes asked for while waiting for a request to start
 constexpr int kBacklog = 1024;
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);  // after EMFILE and the like
+// Passwords waiting for bcrypt: beyond this, a request gets 503 at once instead of a place in
+// the queue (a flood of guesses cannot queue up minutes of hashing).
+constexpr size_t kMaxHashing = 64;
+
+std::string_view view(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+HttpResponse unauthorized() {
+  HttpResponse r = text_response(401, "Unauthorized: this agent needs basic auth (see its web config)\n");
+  r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"kvmprof-agent\", charset=\"UTF-8\"");
+  return r;
+}
 
 // Runs the server's handlers; one that throws is logged and the thread serves on.
 void serve(net::io_context& io) {
@@ -42,15 +55,25 @@ void serve(net::io_context& io) {
 
 }  // namespace
 
-class Session;
+// What the registry closes: a connection, plain or TLS.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual void close() = 0;  // from any thread
+};
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 struct HttpServer::Impl {
-  Impl(HttpRoutes r, HttpLimits l) : routes(std::move(r)), limits(l), registry(l.max_connections, l.max_per_client) {}
+  Impl(HttpRoutes r, HttpLimits l, WebSecurityPtr w)
+      : routes(std::move(r)), limits(l), registry(l.max_connections, l.max_per_client), web_(std::move(w)) {}
 
   HttpRoutes routes;
   HttpLimits limits;
-  ConnectionRegistry<Session> registry;  // before ioc: sessions unregister while ioc destroys them
+  ConnectionRegistry<Connection> registry;  // before ioc: sessions unregister while ioc destroys them
   net::io_context ioc;
+  net::thread_pool hasher{1};  // bcrypt, off the I/O threads; after ioc: destroyed (joined) first
+  std::atomic<size_t> hashing{0};
   tcp::acceptor acceptor{ioc};
   tcp::endpoint local;  // where it listens: read once, before the threads start
   net::steady_timer accept_retry{ioc};
@@ -59,41 +82,71 @@ struct HttpServer::Impl {
   error_code listen(const ListenAddress& where);
   void accept();
   HttpResponse handle(const HttpRequest& request) const;
+  WebSecurityPtr web() const {
+    std::lock_guard lock(web_mu_);
+    return web_;
+  }
+  void set_web(WebSecurityPtr w) {
+    std::lock_guard lock(web_mu_);
+    web_ = std::move(w);
+  }
+
+ private:
+  mutable std::mutex web_mu_;
+  WebSecurityPtr web_;  // each request is served by the one current when it arrived
 };
 
-// One connection: wait for a request, read it, answer, repeat while the client keeps it alive.
-// Every step runs on the connection's strand.
-class Session : public std::enable_shared_from_this<Session> {
+// One connection: (TLS handshake,) wait for a request, read it, check its credentials,
+// answer, repeat while the client keeps it alive. Every step runs on the connection's strand.
+template <class Stream>
+class Session : public Connection, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(tcp::socket socket, HttpServer::Impl& server)
-      : stream_(std::move(socket)), buffer_(server.limits.max_header_bytes + kFirstRead), server_(server) {}
-  ~Session() { server_.registry.remove(this); }
+  template <class... StreamArgs>
+  Session(HttpServer::Impl& server, StreamArgs&&... args)
+      : stream_(std::forward<StreamArgs>(args)...), buffer_(server.limits.max_header_bytes + kFirstRead), server_(server) {}
+  ~Session() override { server_.registry.remove(this); }
 
   void start() {
     error_code ec;
-    auto peer = stream_.socket().remote_endpoint(ec);
-    auto victim = server_.registry.add(shared_from_this(), ec ? "" : peer.address().to_string());
+    auto peer = tcp().socket().remote_endpoint(ec);
+    auto victim = server_.registry.add(this->shared_from_this(), ec ? "" : peer.address().to_string());
     if (victim) victim->close();
     if (victim.get() == this) return;
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->wait_for_request(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->handshake(); });
   }
 
-  // From any thread: ends the connection (its pending operation completes aborted).
-  void close() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
+  void close() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] {
       error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      self->stream_.close();
+      self->tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->tcp().close();
     });
   }
 
  private:
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+  // A handshake counts as idle (the first to go at a cap) and must end within request_timeout.
+  void handshake() {
+    if constexpr (kTls) {
+      tcp().expires_after(server_.limits.request_timeout);
+      stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](error_code ec) {
+        if (ec) return self->tcp().close();  // wrong CA, no client certificate, plain HTTP, a stall
+        self->wait_for_request();
+      });
+    } else {
+      wait_for_request();
+    }
+  }
+
   void wait_for_request() {
     server_.registry.set_idle(this, true);
     if (buffer_.size() > 0) return read_request();  // a pipelined request is already here
-    stream_.expires_after(server_.limits.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(kFirstRead), [self = shared_from_this()](error_code ec, size_t n) {
-      if (ec) return self->stream_.close();
+    tcp().expires_after(server_.limits.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(kFirstRead), [self = this->shared_from_this()](error_code ec, size_t n) {
+      if (ec) return self->tcp().close();
       self->buffer_.commit(n);
       self->read_request();
     });
@@ -102,15 +155,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_request() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_.limits.max_header_bytes));
-    stream_.expires_after(server_.limits.request_timeout);
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
+    tcp().expires_after(server_.limits.request_timeout);
+    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](error_code ec, size_t) {
       self->on_request(ec);
     });
   }
 
   void on_request(error_code ec) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
-      return stream_.close();
+      return tcp().close();
     }
     server_.registry.set_idle(this, false);
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
@@ -128,9 +181,33 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t q = target.find('?');
     HttpRequest request{std::string(req.method_string()), std::string(target.substr(0, q)),
                         q == std::string_view::npos ? "" : std::string(target.substr(q + 1)), false};
-    auto encodings = req[http::field::accept_encoding];
-    request.accepts_gzip = std::string_view(encodings.data(), encodings.size()).find("gzip") != std::string_view::npos;
+    request.accepts_gzip = view(req[http::field::accept_encoding]).find("gzip") != std::string_view::npos;
+    auto web = server_.web();
+    if (web->auth.enabled()) {
+      auto authorization = view(req[http::field::authorization]);
+      auto verdict = web->auth.cached(authorization);
+      if (!verdict) return check_password(std::move(web), std::string(authorization), std::move(request), head, req.keep_alive());
+      if (!*verdict) return send(unauthorized(), head, req.keep_alive());
+    }
     send(server_.handle(request), head, req.keep_alive());
+  }
+
+  // bcrypt on the hasher thread; the answer continues on this connection's strand.
+  void check_password(WebSecurityPtr web, std::string authorization, HttpRequest request, bool head, bool keep_alive) {
+    if (server_.hashing.fetch_add(1) >= kMaxHashing) {
+      --server_.hashing;
+      HttpResponse busy = text_response(503, "too many passwords are being checked; try again\n");
+      busy.headers.emplace_back("Retry-After", "1");
+      return send(std::move(busy), head, keep_alive);
+    }
+    net::post(server_.hasher, [self = this->shared_from_this(), web = std::move(web), authorization = std::move(authorization),
+                               request = std::move(request), head, keep_alive]() mutable {
+      const bool allowed = web->auth.verify(authorization);
+      --self->server_.hashing;
+      net::post(self->stream_.get_executor(), [self, allowed, request = std::move(request), head, keep_alive] {
+        self->send(allowed ? self->server_.handle(request) : unauthorized(), head, keep_alive);
+      });
+    });
   }
 
   void send_error(unsigned status, std::string text, bool allow = false) {
@@ -141,8 +218,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void send(HttpResponse r, bool head, bool keep_alive) {
     body_ = r.body ? r.body : std::make_shared<const std::string>();
-    stream_.expires_after(server_.limits.write_timeout);
-    auto done = [self = shared_from_this(), keep_alive](error_code ec, size_t) { self->on_written(ec, keep_alive); };
+    for (const auto& header : server_.web()->headers) r.headers.push_back(header);
+    tcp().expires_after(server_.limits.write_timeout);
+    auto done = [self = this->shared_from_this(), keep_alive](error_code ec, size_t) { self->on_written(ec, keep_alive); };
     if (head) {
       fill(head_.emplace(), r, keep_alive);
       http::async_write(stream_, *head_, std::move(done));
@@ -173,15 +251,15 @@ class Session : public std::enable_shared_from_this<Session> {
     full_.reset();
     body_.reset();
     allow_ = false;
-    if (ec || !keep_alive) {
+    if (ec || !keep_alive) {  // (TLS: without close_notify; the body's length is known)
       error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      return stream_.close();
+      tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return tcp().close();
     }
     wait_for_request();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::empty_body>> parser_;
   std::shared_ptr<const std::string> body_;  // kept alive until written
@@ -219,7 +297,11 @@ void HttpServer::Impl::accept() {
       accept_retry.expires_after(kAcceptRetry);
       return accept_retry.async_wait([this](error_code e) { if (!e) accept(); });
     }
-    std::make_shared<Session>(std::move(socket), *this)->start();
+    if (auto w = web(); w->tls) {
+      std::make_shared<Session<TlsStream>>(*this, std::move(socket), *w->tls)->start();
+    } else {
+      std::make_shared<Session<beast::tcp_stream>>(*this, std::move(socket))->start();
+    }
     accept();
   });
 }
@@ -238,8 +320,9 @@ HttpResponse text_response(unsigned status, std::string text) {
   return HttpResponse{status, "text/plain; charset=utf-8", std::make_shared<const std::string>(std::move(text)), false, {}};
 }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& listen, HttpRoutes routes, HttpLimits limits) {
-  auto impl = std::make_unique<Impl>(std::move(routes), limits);
+Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& listen, HttpRoutes routes, HttpLimits limits,
+                                                     WebSecurityPtr web) {
+  auto impl = std::make_unique<Impl>(std::move(routes), limits, std::move(web));
   if (error_code ec = impl->listen(listen)) return Error{ec.value(), "listen on " + listen.text()};
   impl->accept();
   for (unsigned i = 0; i < std::max(1u, limits.threads); ++i) impl->threads.emplace_back([io = &impl->ioc] { serve(*io); });
@@ -251,13 +334,16 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() {
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
+  impl_->hasher.join();  // the password being checked; the rest are dropped with the pool
 }
+
+void HttpServer::set_web(WebSecurityPtr web) { impl_->set_web(std::move(web)); }
 
 uint16_t HttpServer::port() const { return impl_->local.port(); }
 
 std::string HttpServer::url() const {
   auto address = impl_->local.address();
-  return "http://" + (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
+  return (impl_->web()->tls ? "https://" : "http://") + (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
          std::to_string(port());
 }
 

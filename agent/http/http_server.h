@@ -9,7 +9,10 @@
 //   that is waiting for a request is closed to make room, else the oldest of all (a fresh
 //   scrape always gets in, also past clients that read their answers too slowly);
 // - requests are bounded: headers up to max_header_bytes, no bodies, GET and HEAD only;
-// - handlers only hand out prepared data (the last snapshot's rendered page).
+// - handlers only hand out prepared data (the last snapshot's rendered page);
+// - TLS and basic auth from the web config wrap every path alike; a TLS handshake counts as
+//   idle (first to go at a cap) and must finish within request_timeout; passwords are checked
+//   (bcrypt) on a thread of their own, so a flood of guesses cannot stall scrapes.
 // Pipelined requests are answered in order; HEAD gets GET's headers without the body.
 #include <chrono>
 #include <functional>
@@ -19,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/http/web_security.h"
 #include "agent/system/result.h"
 #include "policy/listen_address.h"
 
@@ -55,14 +59,17 @@ struct HttpLimits {
 class HttpServer {
  public:
   // Binds and serves; the error says why not (address in use, address not on this host, ...).
-  static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& listen, HttpRoutes routes,
-                                                   HttpLimits limits = {});
+  static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& listen, HttpRoutes routes, HttpLimits limits = {},
+                                                   WebSecurityPtr web = plain_http());
   ~HttpServer();  // closes the listener and every connection, joins the threads
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // A reloaded web config: new requests are checked against its users and get its headers,
+  // new connections get its TLS context (a connection keeps the certificate it started with).
+  void set_web(WebSecurityPtr web);
   uint16_t port() const;
-  // "http://[::]:9477": where it listens, for the log.
+  // "http://[::]:9477" (https with TLS): where it listens, for the log.
   std::string url() const;
   size_t connections() const;
 

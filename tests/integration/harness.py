@@ -187,13 +187,13 @@ def schedstat_run_ns(tid):
 # --- the agent and Prometheus -----------------------------------------------------------
 
 class Agent:
-    def __init__(self, binary, workdir, interval="1s", extra_config=""):
+    def __init__(self, binary, workdir, interval="1s", extra_config="", listen="127.0.0.1:0", args=()):
         self.config = os.path.join(workdir, "agent.yaml")
         with open(self.config, "w") as f:
-            f.write(f"version: 1\nlisten: 127.0.0.1:0\ninterval: {interval}\n{extra_config}")
+            f.write(f"version: 1\nlisten: '{listen}'\ninterval: {interval}\n{extra_config}")
         self.log_path = os.path.join(workdir, "agent.log")
         self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen([binary, "--config", self.config], stderr=self.log)
+        self.proc = subprocess.Popen([binary, "--config", self.config, *args], stderr=self.log)
         atexit.register(self.kill)  # also when a test's setUpClass fails and tearDownClass never runs
         self.port = wait_for("the agent to listen", self._port, timeout=15)
         self.url = f"http://127.0.0.1:{self.port}/metrics"
@@ -201,7 +201,7 @@ class Agent:
     def _port(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"agent exited {self.proc.returncode}: {self.log_text()}")
-        m = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", self.log_text())
+        m = re.search(r"serving https?://(?:127\.0\.0\.1|\[::\]):(\d+)/metrics", self.log_text())
         return int(m.group(1)) if m else None
 
     def log_text(self):
@@ -239,12 +239,14 @@ class Agent:
 
 
 class Prometheus:
-    def __init__(self, workdir, target_port):
+    def __init__(self, workdir, target_port, job_extra=""):
+        """Scrapes the agent every second; job_extra is more YAML for the job (indented by 4),
+        e.g. scheme, tls_config and basic_auth."""
         self.port = free_port()
         config = os.path.join(workdir, "prometheus.yml")
         with open(config, "w") as f:
             f.write("global: {scrape_interval: 1s}\nscrape_configs:\n"
-                    f"  - job_name: kvmprof\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n")
+                    f"  - job_name: kvmprof\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n{job_extra}")
         self.proc = subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/tsdb",
              f"--web.listen-address=127.0.0.1:{self.port}"],

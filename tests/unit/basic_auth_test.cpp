@@ -1,0 +1,64 @@
+// Basic auth as the exporter toolkit checks it: bcrypt through libxcrypt, verdicts cached.
+#include "agent/http/basic_auth.h"
+
+#include <gtest/gtest.h>
+
+using namespace kvmprof;
+
+namespace {
+
+// bcrypt (cost 4) of "correct horse", from Python's crypt.crypt (libxcrypt).
+const std::string kHash = "$2b$04$pPC/Y4cfkl2CkpHArzmpeePf3zCnJ1EUYHZFgXuAK9fv2YdTpgaIO";
+
+std::string header(const std::string& user_colon_password) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out = "Basic ";
+  const std::string& in = user_colon_password;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = uint32_t(uint8_t(in[i])) << 16 | (i + 1 < in.size() ? uint32_t(uint8_t(in[i + 1])) << 8 : 0) |
+                 (i + 2 < in.size() ? uint8_t(in[i + 2]) : 0);
+    out += kAlphabet[n >> 18 & 63];
+    out += kAlphabet[n >> 12 & 63];
+    out += i + 1 < in.size() ? kAlphabet[n >> 6 & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(BasicAuth, ParsesTheAuthorizationHeader) {
+  EXPECT_EQ(parse_basic_auth(header("alice:pa:ss")), (std::pair<std::string, std::string>{"alice", "pa:ss"}));
+  EXPECT_EQ(parse_basic_auth("basic YTpi"), (std::pair<std::string, std::string>{"a", "b"}));  // scheme in any case
+  EXPECT_EQ(parse_basic_auth(header("a:")), (std::pair<std::string, std::string>{"a", ""}));
+  EXPECT_FALSE(parse_basic_auth(""));
+  EXPECT_FALSE(parse_basic_auth("Bearer YTpi"));
+  EXPECT_FALSE(parse_basic_auth("Basic "));
+  EXPECT_FALSE(parse_basic_auth("Basic YTpi="));    // length not a multiple of 4
+  EXPECT_FALSE(parse_basic_auth("Basic YT!i"));     // not base64
+  EXPECT_FALSE(parse_basic_auth("Basic YWxpY2U="));  // "alice": no colon
+  EXPECT_FALSE(parse_basic_auth("Basic ====A==="));
+}
+
+TEST(BasicAuth, ChecksPasswordsAgainstTheirBcryptHash) {
+  BasicAuth auth({{"alice", kHash}});
+  ASSERT_TRUE(auth.enabled());
+  EXPECT_TRUE(auth.verify(header("alice:correct horse")));
+  EXPECT_FALSE(auth.verify(header("alice:correct horsf")));
+  EXPECT_FALSE(auth.verify(header("bob:correct horse")));  // an unknown user, checked against a real hash
+  EXPECT_FALSE(auth.verify(header("alice:")));
+  EXPECT_FALSE(auth.verify("Basic !!!!"));
+  EXPECT_FALSE(BasicAuth({}).enabled());
+}
+
+TEST(BasicAuth, VerdictsAreCachedAndMalformedHeadersNeedNoHashing) {
+  BasicAuth auth({{"alice", kHash}});
+  EXPECT_EQ(auth.cached(header("alice:correct horse")), std::nullopt);
+  EXPECT_EQ(auth.cached(""), false);
+  EXPECT_EQ(auth.cached("Basic x"), false);
+  auth.verify(header("alice:correct horse"));
+  auth.verify(header("alice:wrong"));
+  EXPECT_EQ(auth.cached(header("alice:correct horse")), true);
+  EXPECT_EQ(auth.cached(header("alice:wrong")), false);
+  EXPECT_EQ(auth.cached(header("alice:other")), std::nullopt);
+}
