@@ -169,14 +169,14 @@ class Cli(unittest.TestCase):
         with open(os.path.join(TOP, "deploy", "kvmprof-agent.service")) as f:
             unit = f.read()
         lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
-        self.assertEqual(lines["ExecStart"], "/usr/local/sbin/kvmprof-agent")  # the default file, or defaults
+        self.assertEqual(lines["ExecStart"], "/usr/sbin/kvmprof-agent")  # the default file, or defaults
         self.assertEqual(lines["ExecReload"], "/bin/kill -HUP $MAINPID")
         self.assertEqual((lines["Type"], lines["NotifyAccess"], lines["WatchdogSec"]), ("notify", "main", "30s"))
         self.assertNotIn("ExecStartPre", lines)
         if subprocess.run(["which", "systemd-analyze"], capture_output=True).returncode == 0:
             copy = os.path.join(self.tmp.name, "kvmprof-agent.service")
             with open(copy, "w") as f:
-                f.write(unit.replace("/usr/local/sbin/kvmprof-agent", AGENT))
+                f.write(unit.replace("/usr/sbin/kvmprof-agent", AGENT))
             result = subprocess.run(["systemd-analyze", "verify", copy], capture_output=True, text=True)
             self.assertEqual(result.returncode, 0, result.stderr)
         if os.path.exists("/etc/kvmprof/agent.yaml"):
