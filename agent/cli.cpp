@@ -163,7 +163,10 @@ Signals: SIGTERM/SIGINT stop cleanly (every perf and procfs fd is closed). SIGHU
 change of the config file) reloads the config: a valid one is applied at once, only the VMs
 whose counters change are reopened; an invalid one is logged with its location and the
 running config stays.
-Needs root, or CAP_PERFMON + CAP_SYS_PTRACE with read access to libvirt's socket and /proc.
+Needs root, or CAP_PERFMON (perf on QEMU's threads), CAP_SYS_PTRACE (QEMU's maps, for profiles),
+CAP_DAC_READ_SEARCH (tracefs, for kvm:* events) and CAP_SYSLOG (kernel symbols), with libvirt's
+read-only socket; it logs at start which it has and what the missing ones cost. The systemd
+unit runs it as user kvmprof with exactly these (deploy/kvmprof-agent.service).
 
 Examples:
   kvmprof-agent --config /etc/kvmprof/agent.yaml

@@ -5,6 +5,7 @@
 
 #include "agent/cli.h"
 #include "agent/config_load.h"
+#include "agent/system/capabilities.h"
 #include "agent/system/host_probe.h"
 #include "agent/system/log.h"
 #include "exporters/status_page.h"
@@ -117,6 +118,7 @@ void Daemon::stop_threads() {
 
 int Daemon::serve() {
   raise_nofile_limit();
+  if (auto status = read_whole_file("/proc/self/status"); status.ok()) log_capabilities(parse_cap_eff(*status));
   reload_success_at_ = unix_now();
   watched_ = watched_files();
   publish(collector_.collect(nullptr, false), std::nullopt);  // a scrape never finds no snapshot

@@ -9,6 +9,8 @@ PACKAGES=(
   libgtest-dev libpfm4-dev zlib1g-dev libelf-dev libdw-dev libssl-dev libcrypt-dev
   # run: libvirtd + QEMU, perf as a cross-check, tiny boot images need GNU as/ld (binutils)
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils binutils linux-perf
+  # non-root read-only libvirt: libvirtd asks polkitd over the system bus
+  dbus polkitd
   # tests and benchmarks
   python3 curl prometheus prometheus-libvirt-exporter strace procps openssl
   # the Debian package: lintian checks it

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Makes sure virtlogd and libvirtd run and tracefs is mounted. Uses systemd when it is the
+# Makes sure virtlogd and libvirtd run (with the system D-Bus, for polkit) and tracefs is mounted. Uses systemd when it is the
 # init system, otherwise starts the daemons directly (containers, CI machines).
 set -euo pipefail
 
 if [ "$(ps -o comm= -p 1)" = systemd ]; then
   systemctl start virtlogd.socket libvirtd.socket libvirtd.service
 else
+  # libvirtd asks polkitd, over the system D-Bus, whether a non-root client (the agent as user
+  # kvmprof) may use its read-only socket, and looks for the bus only when it starts: start the
+  # bus first, as a booted host has it, and restart a libvirtd that started without it (its VMs
+  # keep running).
+  if ! pgrep -x dbus-daemon >/dev/null || [ ! -S /run/dbus/system_bus_socket ]; then
+    mkdir -p /run/dbus
+    rm -f /run/dbus/pid
+    dbus-daemon --system --fork
+    if pgrep -x libvirtd >/dev/null; then
+      pkill -x libvirtd
+      for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.2; done
+    fi
+  fi
   pgrep -x virtlogd >/dev/null || virtlogd -d
   pgrep -x libvirtd >/dev/null || libvirtd -d
 fi

@@ -1,5 +1,7 @@
 #include "agent/collect/event_plan.h"
 
+#include <cerrno>
+
 #include <algorithm>
 #include <charconv>
 #include <utility>
@@ -78,9 +80,14 @@ void log_plan(const std::string& what, const PlannedEvent& p) {
 std::variant<uint64_t, std::string> tracepoint_id(const HostRoot& root, const TracepointEvent& tp) {
   bool tracefs_found = false;
   for (const char* dir : kTracingDirs) {
-    if (!root.list_dir(std::string(dir) + "/events").ok()) continue;
-    tracefs_found = true;
+    auto events = root.list_dir(std::string(dir) + "/events");
     auto text = root.read_file(std::string(dir) + "/events/" + tp.subsystem + "/" + tp.name + "/id");
+    if ((!events.ok() && events.error().err == EACCES) || (!text.ok() && text.error().err == EACCES)) {
+      return std::string(dir) + " is there but this user may not read it (mode 0700 root): tracepoints need "
+             "CAP_DAC_READ_SEARCH (or root)";
+    }
+    if (!events.ok()) continue;
+    tracefs_found = true;
     uint64_t id = 0;
     if (text.ok() && std::from_chars(text->data(), text->data() + text->size(), id).ec == std::errc()) return id;
   }

@@ -69,8 +69,7 @@ class Worker {
       return true;
     }
     answer(nullptr, connected.error().message());
-    log_warning(connected.error().message() + "; retrying in " + std::to_string(backoff_.count() / 1000) +
-                " s (is libvirtd running? systemctl start libvirtd)");
+    log_warning(connected.error().message() + "; retrying in " + std::to_string(backoff_.count() / 1000) + " s");
     next_ = Clock::now() + backoff_;
     backoff_ = std::min(backoff_ * 2, setting(&Discovery::Shared::max_backoff));
     return false;

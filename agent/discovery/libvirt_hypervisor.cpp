@@ -18,6 +18,29 @@ Error libvirt_error(const std::string& what) {
   return Error{0, what + ": " + (err && err->message ? err->message : "unknown libvirt error")};
 }
 
+// What to do about a failed connect, from libvirt's error: the usual cause is that libvirtd
+// is not running, but a non-root agent is also refused when libvirtd cannot ask polkit
+// (libvirtd's auth_unix_ro = "polkit" goes through the system D-Bus, reached once at its start).
+std::string connect_hint() {
+  const virError* err = virGetLastError();
+  const std::string message = err && err->message ? err->message : "";
+  if (err && (err->domain == VIR_FROM_DBUS || message.find("system bus") != std::string::npos)) {
+    return " (libvirtd runs, but it authorizes non-root clients through polkit over the system D-Bus, which it "
+           "could not reach when it started: start dbus and polkitd, then restart libvirtd; or set "
+           "auth_unix_ro = \"none\" in /etc/libvirt/libvirtd.conf (virtqemud.conf with the modular daemons); or run "
+           "the agent as root)";
+  }
+  if (err && (err->domain == VIR_FROM_POLKIT || err->code == VIR_ERR_AUTH_FAILED)) {
+    return " (polkit denied this user org.libvirt.unix.monitor, libvirt's read-only access: allow it in a polkit "
+           "rule, or set auth_unix_ro = \"none\" in libvirtd.conf)";
+  }
+  if (message.find("Permission denied") != std::string::npos) {
+    return " (this user may not open libvirt's read-only socket: see unix_sock_ro_perms and unix_sock_group in "
+           "libvirtd.conf, and add the group to the agent's user)";
+  }
+  return " (is libvirtd running? systemctl start libvirtd)";
+}
+
 void quiet_errors(void*, virErrorPtr) {}  // we report errors ourselves, once, with context
 
 const char* lifecycle_name(int event) {
@@ -104,7 +127,11 @@ Result<bool> LibvirtHypervisor::connect() {
   if (connected()) return true;
   disconnect();
   conn_ = virConnectOpenReadOnly(uri_.c_str());
-  if (!conn_) return libvirt_error("connect to " + uri_);
+  if (!conn_) {
+    Error e = libvirt_error("connect to " + uri_);
+    e.context += connect_hint();
+    return e;
+  }
   const uint64_t generation = ++generation_;
   {
     std::lock_guard lock(cache_mu_);

@@ -24,7 +24,7 @@ void stop(LadderOutcome& out, DecisionStatus status, std::string reason) {
 }
 
 std::string permission_reason(const HostModel& host, int err) {
-  return errno_name(err) + ": needs CAP_PERFMON (or CAP_SYS_ADMIN) and ptrace access to the thread, or a lower "
+  return errno_name(err) + ": needs CAP_PERFMON (Linux 5.8 or later; or CAP_SYS_ADMIN), or a lower "
          "/proc/sys/kernel/perf_event_paranoid (now " + std::to_string(host.perf_event_paranoid) +
          "; 2 forbids kernel counting for unprivileged users); run the agent as root or grant the capability";
 }

@@ -187,13 +187,14 @@ def schedstat_run_ns(tid):
 # --- the agent and Prometheus -----------------------------------------------------------
 
 class Agent:
-    def __init__(self, binary, workdir, interval="1s", extra_config="", listen="127.0.0.1:0", args=()):
+    def __init__(self, binary, workdir, interval="1s", extra_config="", listen="127.0.0.1:0", args=(), wrapper=()):
+        """The agent on a config of its own in `workdir`; `wrapper` runs it, e.g. setpriv."""
         self.config = os.path.join(workdir, "agent.yaml")
         with open(self.config, "w") as f:
             f.write(f"version: 1\nlisten: '{listen}'\ninterval: {interval}\n{extra_config}")
         self.log_path = os.path.join(workdir, "agent.log")
         self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen([binary, "--config", self.config, *args], stderr=self.log)
+        self.proc = subprocess.Popen([*wrapper, binary, "--config", self.config, *args], stderr=self.log)
         atexit.register(self.kill)  # also when a test's setUpClass fails and tearDownClass never runs
         self.port = wait_for("the agent to listen", self._port, timeout=15)
         self.url = f"http://127.0.0.1:{self.port}/metrics"
