@@ -195,7 +195,8 @@ class Web(unittest.TestCase):
     def test_5_scrapes_answer_while_hostile_clients_hold_connections(self):
         """500 connections from 10 other loopback addresses (50 each: under the per-client cap,
         so all are held at once): TLS handshakes that never start or never finish, slowloris
-        requests after a handshake. A scraper on one keep-alive connection (as Prometheus)
+        requests after a handshake; and 8 threads guessing passwords (a bcrypt each). A
+        scraper on one keep-alive connection (as Prometheus)
         keeps answering in under 100 ms, and so does one that connects anew each time. The
         deadlines close the stalled ones after request_timeout (10 s)."""
         held, stop, opened = [], threading.Event(), threading.Event()
@@ -222,10 +223,24 @@ class Web(unittest.TestCase):
                     except OSError:
                         pass
 
+        guesses = []
+
+        def guess():  # each wrong password costs the agent a bcrypt, on its hasher thread
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    guesses.append(self.get("/metrics", auth=basic("prometheus", f"guess-{threading.get_ident()}-{n}"))[0])
+                except OSError:
+                    pass
+
         worker = threading.Thread(target=hostile, daemon=True)
+        guessers = [threading.Thread(target=guess, daemon=True) for _ in range(8)]
         scraper = self.KeepAlive(self)
         try:
             worker.start()
+            for g in guessers:
+                g.start()
             kept, fresh = [], []
             end = time.monotonic() + 20
             while time.monotonic() < end or not opened.is_set():
@@ -236,12 +251,15 @@ class Web(unittest.TestCase):
                 time.sleep(0.1)
             kept.sort()
             fresh.sort()
-            print(f"\n  {len(held)} hostile connections held ({len(held) // 3} unfinished handshakes); "
+            print(f"\n  {len(held)} hostile connections held ({len(held) // 3} unfinished handshakes), "
+                  f"{len(guesses)} wrong passwords from 8 threads ({guesses.count(401)} got 401, {guesses.count(503)} 503); "
                   f"keep-alive scrapes: median {kept[len(kept) // 2] * 1000:.1f} ms, max {kept[-1] * 1000:.1f} ms; "
                   f"new TLS connection each: median {fresh[len(fresh) // 2] * 1000:.1f} ms, max {fresh[-1] * 1000:.1f} ms "
                   f"({len(kept)} each)")
             self.assertLess(kept[-1], 0.1)
             self.assertLess(fresh[len(fresh) // 2], 0.1)
+            self.assertGreater(guesses.count(401), 100)
+            self.assertEqual(set(guesses) - {401, 503}, set())
         finally:
             stop.set()
             scraper.close()
