@@ -67,6 +67,10 @@ std::optional<CliOptions> parse_cli(const std::vector<std::string>& args, CliErr
     } else if (a == "--web.config.file" || a.starts_with("--web.config.file=")) {
       if (a.size() > 17) v = a.substr(18);  // node_exporter's spelling: --web.config.file=FILE
       else if (!(v = value(a))) return std::nullopt;
+      if (v->empty()) {
+        error.message = "--web.config.file needs a file";
+        return std::nullopt;
+      }
       opts.web_config = *v;
     } else if (a == "--json" && opts.command == "probe") {
       opts.json = true;

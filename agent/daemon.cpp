@@ -51,9 +51,12 @@ HostModel probed(const HostRoot& root, PerfBackend& perf) {
   return host;
 }
 
-int64_t mtime_of(const std::string& path) {
+// What changes when a file is written, replaced (rename: a new inode) or has its owner or mode
+// changed (chgrp, chmod: the ctime); 0 when it cannot be stat'ed.
+FileStamp stamp_of(const std::string& path) {
   struct stat st {};
-  return path.empty() || ::stat(path.c_str(), &st) != 0 ? 0 : static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return {};
+  return {static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec, static_cast<uint64_t>(st.st_ino)};
 }
 
 // The same VMs as far as the collector cares (exit counts aside): no reason for an early cycle.
@@ -68,7 +71,7 @@ bool same_domains(const Discovery::Domains& a, const Discovery::Domains& b) {
 }  // namespace
 
 Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf,
-               WebSecurityPtr web)
+               WebSecurityPtr web, bool web_config_flag)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       root_(std::move(root)),
@@ -78,6 +81,7 @@ Daemon::Daemon(AgentConfig config, std::string config_path, HostRoot root, Hyper
       cycle_(unplanned(config_).cycle()),
       collector_(root_, perf_, unplanned(config_)),
       web_(std::move(web)),
+      web_config_flag_(web_config_flag),
       metrics_(store_, [build = BuildInfo{KVMPROF_VERSION, KVMPROF_REVISION}](const Snapshot& s) { return prometheus_text(s, build); },
                kPrometheusTextType),
       status_(store_,
@@ -120,7 +124,7 @@ int Daemon::serve() {
   raise_nofile_limit();
   if (auto status = read_whole_file("/proc/self/status"); status.ok()) log_capabilities(parse_cap_eff(*status));
   reload_success_at_ = unix_now();
-  watched_ = watched_files();
+  watched_ = seen_ = watched_files();
   publish(collector_.collect(nullptr, false), std::nullopt);  // a scrape never finds no snapshot
   if (auto started = start_http(); !started.ok()) {
     const Error& e = started.error();
@@ -291,34 +295,41 @@ void Daemon::on_signal(int signo) {
 }
 
 // The config file, the web config and the certificates it names.
-std::map<std::string, int64_t> Daemon::watched_files() const {
-  std::map<std::string, int64_t> files;
-  if (!config_path_.empty()) files[config_path_] = mtime_of(config_path_);
-  for (const auto& f : web_->files) files[f] = mtime_of(f);
+std::map<std::string, FileStamp> Daemon::watched_files() const {
+  std::map<std::string, FileStamp> files;
+  if (!config_path_.empty()) files[config_path_] = stamp_of(config_path_);
+  for (const auto& f : web_->files) files[f] = stamp_of(f);
   return files;
 }
 
-// A changed file (the config, the web config or a certificate) reloads like SIGHUP; mtimes
-// are looked at no more than every 5 s.
+// A changed file (the config, the web config or a certificate) reloads like SIGHUP, once it
+// has stayed the same for one look (not half-written); looked at no more than every 5 s.
 void Daemon::watch_config_file() {
   constexpr auto kEvery = std::chrono::seconds(5);
   if (Clock::now() - config_checked_at_ < kEvery) return;
   config_checked_at_ = Clock::now();
-  for (const auto& [file, mtime] : watched_files()) {
-    if (mtime != 0 && mtime != watched_[file]) return reload(quote(file) + " changed");
+  auto now = watched_files();
+  for (const auto& [file, stamp] : now) {
+    if (stamp != FileStamp{} && stamp != watched_[file] && stamp == seen_[file]) return reload(quote(file) + " changed");
   }
+  seen_ = std::move(now);
 }
 
-// The web config again, certificates re-read; the path itself applies after a restart, and so
-// does turning TLS on or off.
-std::variant<WebSecurityPtr, std::vector<ConfigError>> Daemon::reload_web() const {
+// The web config again, certificates re-read. The path applies after a restart, and so does
+// turning TLS or basic auth on or off (scrapers' settings change with it; a file cut short must
+// not open the endpoints).
+std::variant<WebSecurityPtr, std::vector<ConfigError>> Daemon::reload_web(const std::string& path) const {
+  auto refused = [&](const std::string& why) { return std::vector<ConfigError>{{path, 1, 1, why + " needs a restart"}}; };
+  if (path != config_.web_config) {
+    return refused("web_config changed from " + quote(config_.web_config) + " to " + quote(path) + ": a new web config file");
+  }
   std::vector<std::string> warnings;
-  auto loaded = load_web_security(config_.web_config, warnings);
+  auto loaded = load_web_security(path, warnings, web_.get());
   for (const auto& w : warnings) log_warning(w);
   auto* web = std::get_if<WebSecurityPtr>(&loaded);
-  if (web && (*web)->tls.operator bool() != web_->tls.operator bool()) {
-    return std::vector<ConfigError>{{config_.web_config, 1, 1, std::string("turning TLS ") + ((*web)->tls ? "on" : "off") +
-                                                                   " needs a restart (the scrapers' scheme changes too)"}};
+  if (web && bool((*web)->tls) != bool(web_->tls)) return refused(std::string("turning TLS ") + ((*web)->tls ? "on" : "off"));
+  if (web && (*web)->auth.enabled() != web_->auth.enabled()) {
+    return refused(std::string("turning basic auth ") + ((*web)->auth.enabled() ? "on" : "off"));
   }
   return loaded;
 }
@@ -331,9 +342,11 @@ void Daemon::reload(const std::string& why) {
     return log_warning(why + ": running on built-in defaults; there is no config file to reload");
   }
   systemd_.reloading();
-  watched_ = watched_files();
+  watched_ = seen_ = watched_files();
   auto loaded = config_path_.empty() ? ConfigResult(config_) : load_config_file(config_path_, host_);
-  auto web = std::holds_alternative<AgentConfig>(loaded) ? reload_web() : std::vector<ConfigError>{};
+  auto* next_config = std::get_if<AgentConfig>(&loaded);
+  auto web = next_config ? reload_web(web_config_flag_ ? config_.web_config : next_config->web_config)
+                         : std::vector<ConfigError>{};
   auto* errors = std::get_if<std::vector<ConfigError>>(&loaded);
   if (!errors) errors = std::get_if<std::vector<ConfigError>>(&web);
   if (errors) {
@@ -349,11 +362,11 @@ void Daemon::reload(const std::string& why) {
   next.listen = config_.listen;
   next.metrics_path = config_.metrics_path;
   next.libvirt_uri = config_.libvirt_uri;
-  next.web_config = config_.web_config;  // also a restart: it may come from --web.config.file
+  next.web_config = config_.web_config;  // the same, or --web.config.file's
   config_ = std::move(next);
   web_ = std::get<WebSecurityPtr>(web);
   http_->set_web(web_);
-  watched_ = watched_files();
+  watched_ = seen_ = watched_files();
   apply_profile_limits();
   reload_ok_ = true;
   reload_success_at_ = unix_now();

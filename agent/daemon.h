@@ -27,6 +27,8 @@
 
 namespace kvmprof {
 
+using FileStamp = std::pair<int64_t, uint64_t>;  // ctime (ns), inode
+
 class Daemon {
  public:
   using Clock = std::chrono::steady_clock;
@@ -34,9 +36,10 @@ class Daemon {
   // `config_path` is re-read on SIGHUP and when it changes; empty when running on defaults.
   // The daemon uses `hypervisor` and `perf` (real, or fakes in tests) and probes the host
   // under `root`.
-  // `web` is the loaded web config (config.web_config): TLS and basic auth.
+  // `web` is the loaded web config (config.web_config): TLS and basic auth; `web_config_flag`:
+  // its path came from --web.config.file, so the config file's web_config does not count.
   Daemon(AgentConfig config, std::string config_path, HostRoot root, Hypervisor& hypervisor, PerfBackend& perf,
-         WebSecurityPtr web = plain_http());
+         WebSecurityPtr web = plain_http(), bool web_config_flag = false);
   ~Daemon();
 
   // Serves until SIGTERM, SIGINT or stop(). Returns the process exit code; an exception that
@@ -64,8 +67,8 @@ class Daemon {
   void log_source_changes(const Snapshot& snapshot);
   void on_signal(int signo);
   void reload(const std::string& why);
-  std::variant<WebSecurityPtr, std::vector<ConfigError>> reload_web() const;
-  std::map<std::string, int64_t> watched_files() const;
+  std::variant<WebSecurityPtr, std::vector<ConfigError>> reload_web(const std::string& path) const;
+  std::map<std::string, FileStamp> watched_files() const;
   void watch_config_file();
   void apply_profile_limits();
   void ping_watchdog(std::chrono::milliseconds every);
@@ -85,6 +88,7 @@ class Daemon {
   std::chrono::milliseconds cycle_;          // the shortest interval of any policy
   Collector collector_;
   WebSecurityPtr web_;  // the web config's, as the HTTP server has it
+  const bool web_config_flag_;
   SnapshotStore store_;
   SnapshotPage metrics_;  // the metrics_path
   SnapshotPage status_;   // the status page at `/`
@@ -101,7 +105,8 @@ class Daemon {
   std::string applying_;        // why the plan being made was asked for, for the log
   bool reload_ok_ = true;
   double reload_success_at_ = 0;
-  std::map<std::string, int64_t> watched_;  // file -> mtime when last (re)loaded
+  std::map<std::string, FileStamp> watched_;  // file -> its stamp when last (re)loaded
+  std::map<std::string, FileStamp> seen_;     // file -> its stamp at the last look
   Clock::time_point config_checked_at_{};
   std::atomic<uint16_t> http_port_{0};
   bool libvirt_abandoned_ = false;

@@ -72,13 +72,13 @@ int explain(const CliOptions& opts, const AgentConfig& config) {
 
 // The agent with the real libvirt and kernel. When the libvirt thread is stuck in a call at
 // exit, the process ends without destroying what that thread still uses.
-int run_daemon(AgentConfig config, const std::string& path, const std::string& root, WebSecurityPtr web) {
+int run_daemon(AgentConfig config, const std::string& path, const std::string& root, WebSecurityPtr web, bool web_flag) {
   auto libvirt = std::make_unique<LibvirtHypervisor>(config.libvirt_uri);
   RealPerfBackend perf;
   int code = kExitFailure;
   bool abandoned = false;
   {
-    Daemon daemon(std::move(config), path, HostRoot(root), *libvirt, perf, std::move(web));
+    Daemon daemon(std::move(config), path, HostRoot(root), *libvirt, perf, std::move(web), web_flag);
     code = daemon.run();
     abandoned = daemon.libvirt_abandoned();
   }
@@ -159,5 +159,5 @@ int main(int argc, char** argv) {
   }
   if (opts->listen) config->listen = *opts->listen;
   std::string path = opts->config_given || std::filesystem::exists(opts->config_path) ? opts->config_path : "";
-  return run_daemon(std::move(*config), path, opts->root, std::move(web));
+  return run_daemon(std::move(*config), path, opts->root, std::move(web), opts->web_config.has_value());
 }

@@ -10,13 +10,14 @@ else
   # kvmprof) may use its read-only socket, and looks for the bus only when it starts: start the
   # bus first, as a booted host has it, and restart a libvirtd that started without it (its VMs
   # keep running).
-  if ! pgrep -x dbus-daemon >/dev/null || [ ! -S /run/dbus/system_bus_socket ]; then
+  if ! pgrep -x dbus-daemon >/dev/null; then
     mkdir -p /run/dbus
-    rm -f /run/dbus/pid
+    rm -f /run/dbus/pid /run/dbus/system_bus_socket  # left by one that was killed
     dbus-daemon --system --fork
     if pgrep -x libvirtd >/dev/null; then
       pkill -x libvirtd
       for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.2; done
+      if pgrep -x libvirtd >/dev/null; then echo "libvirt-up: libvirtd did not stop for its restart" >&2; exit 1; fi
     fi
   fi
   pgrep -x virtlogd >/dev/null || virtlogd -d

@@ -85,7 +85,7 @@ printf 'Source: kvmprof\n\nPackage: %s\nArchitecture: any\n' "$pkg" >"$work/debi
 shlibs=$(cd "$work" && dpkg-shlibdeps -O --warnings=0 "debian/$pkg/usr/sbin/kvmprof-agent" \
          | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no dependencies"
-depends="adduser, $shlibs"
+depends="adduser (>= 3.122), $shlibs"  # 3.122: adduser --comment
 if grep -Eq '^Exec[A-Za-z]*=.*/bin/kill' "$root/lib/systemd/system/kvmprof-agent.service"; then
   depends="$depends, procps"
 fi

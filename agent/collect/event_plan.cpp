@@ -79,17 +79,21 @@ void log_plan(const std::string& what, const PlannedEvent& p) {
 
 std::variant<uint64_t, std::string> tracepoint_id(const HostRoot& root, const TracepointEvent& tp) {
   bool tracefs_found = false;
+  std::string denied;  // a tracing directory this user may not read
   for (const char* dir : kTracingDirs) {
     auto events = root.list_dir(std::string(dir) + "/events");
-    auto text = root.read_file(std::string(dir) + "/events/" + tp.subsystem + "/" + tp.name + "/id");
-    if ((!events.ok() && events.error().err == EACCES) || (!text.ok() && text.error().err == EACCES)) {
-      return std::string(dir) + " is there but this user may not read it (mode 0700 root): tracepoints need "
-             "CAP_DAC_READ_SEARCH (or root)";
+    if (!events.ok()) {
+      if (events.error().err == EACCES && denied.empty()) denied = dir;
+      continue;
     }
-    if (!events.ok()) continue;
     tracefs_found = true;
+    auto text = root.read_file(std::string(dir) + "/events/" + tp.subsystem + "/" + tp.name + "/id");
     uint64_t id = 0;
     if (text.ok() && std::from_chars(text->data(), text->data() + text->size(), id).ec == std::errc()) return id;
+    if (!text.ok() && text.error().err == EACCES && denied.empty()) denied = dir;
+  }
+  if (!denied.empty()) {
+    return "this user may not read " + denied + " (tracefs is root's, mode 0700): tracepoints need CAP_DAC_READ_SEARCH or root";
   }
   if (!tracefs_found) return std::string("tracefs is not mounted; run: mount -t tracefs nodev /sys/kernel/tracing");
   return "no tracepoint " + tp.subsystem + ":" + tp.name + " on this kernel (is the module loaded?)";

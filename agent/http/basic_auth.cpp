@@ -3,23 +3,33 @@
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <array>
 #include <memory>
+#include <stdexcept>
 
 namespace kvmprof {
 namespace {
 
-constexpr size_t kMaxVerdicts = 4096;  // then the cache starts afresh: bounded under a flood of guesses
-
-std::string sha256(std::string_view a, std::string_view b) {
+// HMAC-SHA256 of user and password with a random key of this process.
+std::string remembered(std::string_view user, std::string_view password) {
+  static const std::array<unsigned char, 32> key = [] {
+    std::array<unsigned char, 32> k{};
+    if (RAND_bytes(k.data(), static_cast<int>(k.size())) != 1) throw std::runtime_error("no random bytes for the HMAC key");
+    return k;
+  }();
+  std::string input = std::string(user) + '\0' + std::string(password);  // NUL: in neither (parse_basic_auth)
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned size = 0;
-  std::string input = std::string(a) + '\0' + std::string(b);  // NUL: no user name contains one
-  EVP_Digest(input.data(), input.size(), digest.data(), &size, EVP_sha256(), nullptr);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(input.data()),
+       input.size(), digest.data(), &size);
   OPENSSL_cleanse(input.data(), input.size());
   return std::string(reinterpret_cast<const char*>(digest.data()), size);
 }
+
+int bcrypt_cost(const std::string& hash) { return (hash[4] - '0') * 10 + (hash[5] - '0'); }  // "$2b$CC$..."
 
 // Strict base64 (RFC 4648, with padding) as browsers and Go's client send it.
 std::optional<std::string> decode_base64(std::string_view in) {
@@ -66,20 +76,30 @@ std::optional<std::pair<std::string, std::string>> parse_basic_auth(std::string_
   }
   auto decoded = decode_base64(header.substr(kScheme.size()));
   size_t colon = decoded ? decoded->find(':') : std::string::npos;
-  if (colon == std::string::npos) return std::nullopt;
+  if (colon == std::string::npos || decoded->find('\0') != std::string::npos) return std::nullopt;
   return std::pair{decoded->substr(0, colon), decoded->substr(colon + 1)};
 }
 
-BasicAuth::BasicAuth(std::map<std::string, std::string> users)
-    : users_(std::move(users)), decoy_hash_(users_.empty() ? "" : users_.begin()->second) {}
+BasicAuth::BasicAuth(std::map<std::string, std::string> users, const BasicAuth* previous) : users_(std::move(users)) {
+  for (const auto& [user, hash] : users_) {
+    if (decoy_hash_.empty() || bcrypt_cost(hash) > bcrypt_cost(decoy_hash_)) decoy_hash_ = hash;
+    if (!previous) continue;
+    auto before = previous->users_.find(user);
+    std::lock_guard lock(previous->accepted_->mu);
+    auto accepted = previous->accepted_->by_user.find(user);
+    if (before != previous->users_.end() && before->second == hash && accepted != previous->accepted_->by_user.end()) {
+      accepted_->by_user.insert(*accepted);
+    }
+  }
+}
 
 std::optional<bool> BasicAuth::cached(std::string_view authorization) const {
   auto credentials = parse_basic_auth(authorization);
   if (!credentials) return false;
-  std::lock_guard lock(verdicts_->mu);
-  auto it = verdicts_->allowed.find(sha256(credentials->first, credentials->second));
-  if (it == verdicts_->allowed.end()) return std::nullopt;
-  return it->second;
+  std::lock_guard lock(accepted_->mu);
+  auto it = accepted_->by_user.find(credentials->first);
+  if (it != accepted_->by_user.end() && it->second == remembered(credentials->first, credentials->second)) return true;
+  return std::nullopt;
 }
 
 bool BasicAuth::verify(std::string_view authorization) const {
@@ -88,9 +108,10 @@ bool BasicAuth::verify(std::string_view authorization) const {
   auto user = users_.find(credentials->first);
   const bool known = user != users_.end();
   const bool allowed = bcrypt_matches(credentials->second, known ? user->second : decoy_hash_) && known;
-  std::lock_guard lock(verdicts_->mu);
-  if (verdicts_->allowed.size() >= kMaxVerdicts) verdicts_->allowed.clear();
-  verdicts_->allowed[sha256(credentials->first, credentials->second)] = allowed;
+  if (allowed) {
+    std::lock_guard lock(accepted_->mu);
+    accepted_->by_user[credentials->first] = remembered(credentials->first, credentials->second);
+  }
   OPENSSL_cleanse(credentials->second.data(), credentials->second.size());
   return allowed;
 }

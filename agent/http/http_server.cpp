@@ -6,7 +6,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-#include <atomic>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -29,9 +28,11 @@ namespace {
 constexpr size_t kFirstRead = 1024;  // bytes asked for while waiting for a request to start
 constexpr int kBacklog = 1024;
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);  // after EMFILE and the like
-// Passwords waiting for bcrypt: beyond this, a request gets 503 at once instead of a place in
-// the queue (a flood of guesses cannot queue up minutes of hashing).
+// Passwords waiting for bcrypt, in all and per client address: beyond them a request gets 503
+// at once instead of a place in the queue, so a flood of guesses cannot queue up minutes of
+// hashing, and one client's guesses leave room for the others' checks.
 constexpr size_t kMaxHashing = 64;
+constexpr size_t kMaxHashingPerClient = 2;
 
 std::string_view view(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -73,7 +74,6 @@ struct HttpServer::Impl {
   ConnectionRegistry<Connection> registry;  // before ioc: sessions unregister while ioc destroys them
   net::io_context ioc;
   net::thread_pool hasher{1};  // bcrypt, off the I/O threads; after ioc: destroyed (joined) first
-  std::atomic<size_t> hashing{0};
   tcp::acceptor acceptor{ioc};
   tcp::endpoint local;  // where it listens: read once, before the threads start
   net::steady_timer accept_retry{ioc};
@@ -90,10 +90,26 @@ struct HttpServer::Impl {
     std::lock_guard lock(web_mu_);
     web_ = std::move(w);
   }
+  // A password check may start for `client` (within the caps); counted until done_hashing().
+  bool start_hashing(const std::string& client) {
+    std::lock_guard lock(hashing_mu_);
+    if (hashing_ >= kMaxHashing || hashing_by_client_[client] >= kMaxHashingPerClient) return false;
+    ++hashing_;
+    ++hashing_by_client_[client];
+    return true;
+  }
+  void done_hashing(const std::string& client) {
+    std::lock_guard lock(hashing_mu_);
+    --hashing_;
+    if (--hashing_by_client_[client] == 0) hashing_by_client_.erase(client);
+  }
 
  private:
   mutable std::mutex web_mu_;
-  WebSecurityPtr web_;  // each request is served by the one current when it arrived
+  WebSecurityPtr web_;  // each request is checked against the one current when it arrived
+  std::mutex hashing_mu_;
+  size_t hashing_ = 0;
+  std::map<std::string, size_t> hashing_by_client_;
 };
 
 // One connection: (TLS handshake,) wait for a request, read it, check its credentials,
@@ -111,7 +127,8 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   void start() {
     error_code ec;
     auto peer = tcp().socket().remote_endpoint(ec);
-    auto victim = server_.registry.add(this->shared_from_this(), ec ? "" : peer.address().to_string());
+    client_ = ec ? "" : peer.address().to_string();
+    auto victim = server_.registry.add(this->shared_from_this(), client_);
     if (victim) victim->close();
     if (victim.get() == this) return;
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->handshake(); });
@@ -194,8 +211,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
 
   // bcrypt on the hasher thread; the answer continues on this connection's strand.
   void check_password(WebSecurityPtr web, std::string authorization, HttpRequest request, bool head, bool keep_alive) {
-    if (server_.hashing.fetch_add(1) >= kMaxHashing) {
-      --server_.hashing;
+    if (!server_.start_hashing(client_)) {
       HttpResponse busy = text_response(503, "too many passwords are being checked; try again\n");
       busy.headers.emplace_back("Retry-After", "1");
       return send(std::move(busy), head, keep_alive);
@@ -203,7 +219,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     net::post(server_.hasher, [self = this->shared_from_this(), web = std::move(web), authorization = std::move(authorization),
                                request = std::move(request), head, keep_alive]() mutable {
       const bool allowed = web->auth.verify(authorization);
-      --self->server_.hashing;
+      self->server_.done_hashing(self->client_);
       net::post(self->stream_.get_executor(), [self, allowed, request = std::move(request), head, keep_alive] {
         self->send(allowed ? self->server_.handle(request) : unauthorized(), head, keep_alive);
       });
@@ -266,6 +282,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   std::optional<http::response<http::empty_body>> head_;
   std::optional<http::response<http::span_body<const char>>> full_;
   bool allow_ = false;
+  std::string client_;  // the peer's address: caps count per client
   HttpServer::Impl& server_;
 };
 
@@ -334,7 +351,8 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() {
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
-  impl_->hasher.join();  // the password being checked; the rest are dropped with the pool
+  impl_->hasher.stop();  // queued password checks are dropped,
+  impl_->hasher.join();  // the one under way is waited for
 }
 
 void HttpServer::set_web(WebSecurityPtr web) { impl_->set_web(std::move(web)); }

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <string_view>
+#include <set>
 
 namespace kvmprof {
 namespace {
@@ -29,6 +29,26 @@ const std::map<std::string, std::string>& curve_groups() {
       {"CurveP256", "P-256"}, {"CurveP384", "P-384"}, {"CurveP521", "P-521"}, {"X25519", "X25519"}};
   return groups;
 }
+
+// The cipher suites Go's crypto/tls offers and the toolkit accepts by name (tls.CipherSuites():
+// the secure ones), TLS 1.2 and earlier. Go does not let TLS 1.3 suites be chosen, and neither
+// does kvmprof: they are accepted and have no effect, as there.
+const std::set<std::string>& go_cipher_suites() {
+  static const std::set<std::string> names{
+      "TLS_RSA_WITH_AES_128_CBC_SHA",           "TLS_RSA_WITH_AES_256_CBC_SHA",
+      "TLS_RSA_WITH_AES_128_GCM_SHA256",        "TLS_RSA_WITH_AES_256_GCM_SHA384",
+      "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",   "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+      "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",     "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+      "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",  "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+      "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",  "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+      "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"};
+  return names;
+}
+const std::set<std::string> kTls13Suites{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"};
+
+// A key file with a passphrase: refused instead of OpenSSL asking on the terminal (a daemon
+// has none; check-config would wait on stdin).
+int no_passphrase(char*, int, int, void*) { return 0; }
 
 // Accepts any client certificate: RequestClientCert and RequireAnyClientCert ask for one
 // without verifying it, as Go does.
@@ -79,10 +99,14 @@ class Builder {
     if (SSL_CTX_use_certificate_chain_file(ctx, tls_.cert_file.value.c_str()) != 1) {
       return error(tls_.cert_file, "cannot load cert_file " + tls_.cert_file.value + ": " + openssl_error());
     }
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_PrivateKey_file(ctx, tls_.key_file.value.c_str(), SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-      return error(tls_.key_file, "cannot load key_file " + tls_.key_file.value + ": " + openssl_error() +
-                                      " (it must be the PEM private key of cert_file " + tls_.cert_file.value + ")");
+      const std::string why = openssl_error();
+      return error(tls_.key_file, "cannot load key_file " + tls_.key_file.value + ": " + why +
+                                      (why == "key values mismatch" ? " (it is not the key of cert_file " + tls_.cert_file.value + ")"
+                                       : " (it must be an unencrypted PEM private key; decrypt one with openssl pkey "
+                                         "-in KEY -out KEY.plain)"));
     }
     const ASN1_TIME* not_after = X509_get0_notAfter(SSL_CTX_get0_certificate(ctx));
     time_t in_30_days = time(nullptr) + 30 * 86400;
@@ -93,37 +117,29 @@ class Builder {
     }
   }
 
-  // IANA names (Go's) to OpenSSL's: TLS 1.2 suites go to the cipher list, TLS 1.3 suites to
-  // the ciphersuites.
+  // Go's names are IANA's; OpenSSL knows them as standard names.
   void set_ciphers(SSL_CTX* ctx) {
-    if (tls_.cipher_suites.empty()) return;
-    std::map<std::string, std::pair<std::string, bool>> known;  // IANA -> OpenSSL name, is TLS 1.3
-    SSL_CTX* all = SSL_CTX_new(TLS_server_method());
-    SSL_CTX_set_cipher_list(all, "ALL:COMPLEMENTOFALL");
-    STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(all);
+    std::map<std::string, std::string> openssl_names;
+    STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(ctx);
     for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
       const SSL_CIPHER* c = sk_SSL_CIPHER_value(ciphers, i);
-      if (const char* iana = SSL_CIPHER_standard_name(c)) {
-        known[iana] = {SSL_CIPHER_get_name(c), std::string_view(SSL_CIPHER_get_version(c)) == "TLSv1.3"};
-      }
+      if (const char* iana = SSL_CIPHER_standard_name(c)) openssl_names[iana] = SSL_CIPHER_get_name(c);
     }
-    SSL_CTX_free(all);
-    std::string tls12, tls13;
+    std::string list;
     for (const auto& suite : tls_.cipher_suites) {
-      auto it = known.find(suite.value);
-      if (it == known.end()) {
-        error(suite, "unknown cipher suite '" + suite.value + "' (give IANA names, as Go: e.g. "
+      if (kTls13Suites.contains(suite.value)) continue;
+      auto it = openssl_names.find(suite.value);
+      if (!go_cipher_suites().contains(suite.value)) {
+        error(suite, "unknown or insecure cipher suite '" + suite.value + "' (Go's names, e.g. "
                      "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)");
-        continue;
+      } else if (it == openssl_names.end()) {
+        error(suite, "cipher suite '" + suite.value + "' is disabled in this host's OpenSSL");
+      } else {
+        list += (list.empty() ? "" : ":") + it->second;
       }
-      std::string& list = it->second.second ? tls13 : tls12;
-      list += (list.empty() ? "" : ":") + it->second.first;
     }
-    if (!tls12.empty() && SSL_CTX_set_cipher_list(ctx, tls12.c_str()) != 1) {
-      error(tls_.cipher_suites.front(), "OpenSSL refuses the TLS 1.2 cipher suites: " + openssl_error());
-    }
-    if (!tls13.empty() && SSL_CTX_set_ciphersuites(ctx, tls13.c_str()) != 1) {
-      error(tls_.cipher_suites.front(), "OpenSSL refuses the TLS 1.3 cipher suites: " + openssl_error());
+    if (!list.empty() && SSL_CTX_set_cipher_list(ctx, list.c_str()) != 1) {
+      error(tls_.cipher_suites.front(), "OpenSSL refuses the cipher suites: " + openssl_error());
     }
   }
 

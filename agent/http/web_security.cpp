@@ -30,7 +30,8 @@ WebSecurityPtr plain_http() {
 }
 
 std::variant<WebSecurityPtr, std::vector<ConfigError>> load_web_security(const std::string& path,
-                                                                         std::vector<std::string>& warnings) {
+                                                                         std::vector<std::string>& warnings,
+                                                                         const WebSecurity* previous) {
   if (path.empty()) return plain_http();
   auto text = read_config_file(path);
   if (!text.ok()) return std::vector<ConfigError>{{path, 1, 1, "cannot read the web config: " + text.error().message()}};
@@ -43,8 +44,12 @@ std::variant<WebSecurityPtr, std::vector<ConfigError>> load_web_security(const s
     if (auto* errors = std::get_if<std::vector<ConfigError>>(&made)) return *errors;
     tls = std::get<TlsContext>(made);
   }
-  return std::make_shared<const WebSecurity>(WebSecurity{tls, config.headers, BasicAuth(config.users), config.files(),
-                                                         summary_of(config)});
+  if (!tls && !config.users.empty()) {
+    warnings.push_back(path + ": basic auth without tls_server_config sends the passwords in clear text; add TLS");
+  }
+  return std::make_shared<const WebSecurity>(WebSecurity{tls, config.headers,
+                                                         BasicAuth(config.users, previous ? &previous->auth : nullptr),
+                                                         config.files(), summary_of(config)});
 }
 
 }  // namespace kvmprof

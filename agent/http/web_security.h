@@ -29,8 +29,10 @@ using WebSecurityPtr = std::shared_ptr<const WebSecurity>;
 WebSecurityPtr plain_http();
 
 // Reads and checks the web config at `path` and the files it names; "" is plain HTTP without
-// auth. `warnings` gets what works but needs attention (an expiring certificate).
+// auth. `warnings` gets what works but needs attention (an expiring certificate, passwords
+// without TLS). `previous`: the running one, whose accepted passwords stay accepted.
 std::variant<WebSecurityPtr, std::vector<ConfigError>> load_web_security(const std::string& path,
-                                                                         std::vector<std::string>& warnings);
+                                                                         std::vector<std::string>& warnings,
+                                                                         const WebSecurity* previous = nullptr);
 
 }  // namespace kvmprof

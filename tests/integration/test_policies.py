@@ -87,7 +87,7 @@ class PoliciesAndReload(unittest.TestCase):
     def test_2b_editing_the_file_reloads_without_a_signal(self):
         self.write_config("task-clock, cpu-migrations, page-faults")
         h.wait_for("the edited events", lambda: self.events_of(self.agent.scrape(), self.two) ==
-                   {"task-clock", "cpu-migrations", "page-faults"}, timeout=15)
+                   {"task-clock", "cpu-migrations", "page-faults"}, timeout=25)
         self.assertIn("changed): applied", self.agent.log_text())
         self.reload("task-clock, cpu-migrations")  # back to what the next tests expect
         h.wait_for("the events again", lambda: self.events_of(self.agent.scrape(), self.two) ==

@@ -83,6 +83,29 @@ def basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def guess_flood(port, ca, threads, addresses):
+    """Threads sending wrong passwords on new TLS connections from `addresses` other loopback
+    addresses; returns (stop event, list of the statuses they got)."""
+    stop, statuses = threading.Event(), []
+
+    def guess(i):
+        ctx = ssl.create_default_context(cafile=ca)
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                              source_address=(f"127.0.1.{1 + i % addresses}", 0)) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                        s.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                  f"{basic('prometheus', f'guess-{i}')}\r\nConnection: close\r\n\r\n".encode())
+                        statuses.append(int(s.recv(64).split()[1]))
+            except (OSError, IndexError, ValueError):
+                pass
+
+    for i in range(threads):
+        threading.Thread(target=guess, args=(i,), daemon=True).start()
+    return stop, statuses
+
+
 class Web(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -184,6 +207,10 @@ class Web(unittest.TestCase):
         self.assertIn("kvmprof_config_last_reload_successful 0", body)
         log = self.reload("basic_auth_users: {}\n")
         self.assertIn("turning TLS off needs a restart", log)
+        cert, key = rotated
+        log = self.reload(f"tls_server_config: {{cert_file: {cert}, key_file: {key}}}\n")  # users gone: cut short?
+        self.assertIn("turning basic auth off needs a restart", log)
+        self.assertEqual(self.get("/metrics")[0], 401)
 
         self.reload(web_config(self.pki, bcrypt(NEW_PASSWORD), "RequireAndVerifyClientCert", server=rotated))
         with self.assertRaises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
@@ -253,12 +280,14 @@ class Web(unittest.TestCase):
             fresh.sort()
             print(f"\n  {len(held)} hostile connections held ({len(held) // 3} unfinished handshakes), "
                   f"{len(guesses)} wrong passwords from 8 threads ({guesses.count(401)} got 401, {guesses.count(503)} 503); "
-                  f"keep-alive scrapes: median {kept[len(kept) // 2] * 1000:.1f} ms, max {kept[-1] * 1000:.1f} ms; "
+                  f"keep-alive scrapes: median {kept[len(kept) // 2] * 1000:.1f} ms, 95% {kept[len(kept) * 95 // 100] * 1000:.1f} ms, "
+                  f"max {kept[-1] * 1000:.1f} ms; "
                   f"new TLS connection each: median {fresh[len(fresh) // 2] * 1000:.1f} ms, max {fresh[-1] * 1000:.1f} ms "
                   f"({len(kept)} each)")
-            self.assertLess(kept[-1], 0.1)
+            self.assertLess(kept[len(kept) * 95 // 100], 0.1)  # 95% of keep-alive scrapes under 100 ms,
+            self.assertLess(kept[-1], 0.5)                       # none stalled
             self.assertLess(fresh[len(fresh) // 2], 0.1)
-            self.assertGreater(guesses.count(401), 100)
+            self.assertGreater(guesses.count(401), 20)
             self.assertEqual(set(guesses) - {401, 503}, set())
         finally:
             stop.set()
@@ -293,6 +322,27 @@ class Web(unittest.TestCase):
         def close(self):
             self.conn.close()
 
+    def test_5b_a_flood_of_guesses_from_many_addresses_leaves_room_for_a_new_password(self):
+        """96 threads guess from 8 addresses (more than the 64 checks that may wait): each
+        address gets 2 checks at a time and 503 beyond, so the scraper's first scrape after a
+        password change, which needs a bcrypt too, still gets its turn."""
+        stop, statuses = guess_flood(self.port, self.pki.path(self.pki.ca + ".crt"), 96, 8)
+        try:
+            time.sleep(3)
+            self.reload(web_config(self.pki, bcrypt(NEW_PASSWORD)))
+            t0, attempts = time.monotonic(), []
+            h.wait_for("the new password accepted during the flood",
+                       lambda: attempts.append(self.get("/metrics", auth=basic("prometheus", NEW_PASSWORD))[0]) or
+                       attempts[-1] == 200, timeout=20, step=0.2)
+            took = time.monotonic() - t0
+            print(f"\n  96 guessing threads from 8 addresses: {statuses.count(401)} got 401, {statuses.count(503)} 503; "
+                  f"the new password was accepted after {took * 1000:.0f} ms (answers {attempts})")
+            self.assertGreater(statuses.count(503), 0)
+            self.assertEqual(set(statuses) - {401, 503}, set())
+        finally:
+            stop.set()
+            self.reload(web_config(self.pki, bcrypt(PASSWORD)))
+
     def test_6_prometheus_scrapes_over_tls_with_basic_auth(self):
         job = (f"    scheme: https\n    tls_config:\n      ca_file: {self.pki.path(self.pki.ca + '.crt')}\n"
                f"      cert_file: {self.pki.client[0]}\n      key_file: {self.pki.client[1]}\n"
@@ -322,6 +372,29 @@ class Web(unittest.TestCase):
         check = subprocess.run([AGENT, "check-config", config], capture_output=True, text=True)
         self.assertEqual(check.returncode, 0, check.stderr)
         self.assertEqual(check.stdout.strip(), f"{config}: ok, {example}: ok")
+
+
+class Shutdown(unittest.TestCase):
+    def test_sigterm_stops_promptly_while_passwords_are_guessed(self):
+        """Queued password checks are dropped at exit: only the one under way is waited for."""
+        tmp = tempfile.TemporaryDirectory(prefix="kvmprof-web-stop-")
+        try:
+            pki = Pki(tmp.name)
+            web = os.path.join(tmp.name, "web-config.yml")
+            with open(web, "w") as f:
+                f.write(web_config(pki, crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 12))))
+            agent = h.Agent(AGENT, tmp.name, args=["--web.config.file", web])
+            stop, statuses = guess_flood(agent.port, pki.path(pki.ca + ".crt"), 64, 32)
+            h.wait_for("checks queued", lambda: len(statuses) > 20, timeout=30)
+            t0 = time.monotonic()
+            code = agent.stop()
+            took = time.monotonic() - t0
+            stop.set()
+            print(f"\n  SIGTERM with password checks (cost 12) queued: stopped in {took * 1000:.0f} ms")
+            self.assertEqual(code, 0)
+            self.assertLess(took, 3)
+        finally:
+            tmp.cleanup()
 
 
 def set_agent(path):

@@ -149,17 +149,29 @@ TEST(TlsContext, LoadsTheCertificateAndMapsTheToolkitsNames) {
             std::vector<std::string>{});
 }
 
+TEST(TlsContext, AnEncryptedKeyIsRefusedWithoutAskingForItsPassphrase) {
+  auto problems = tls_problems("tls_server_config:\n  cert_file: server.crt\n  key_file: encrypted.key\n");
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("/web.yml:3:13: cannot load key_file"), std::string::npos) << problems[0];
+  EXPECT_NE(problems[0].find("it must be an unencrypted PEM private key"), std::string::npos) << problems[0];
+}
+
 TEST(TlsContext, FileProblemsAreReportedAtTheSetting) {
   auto missing = tls_problems("tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n");
   ASSERT_EQ(missing.size(), 1u);
   EXPECT_EQ(missing[0], kTls + "/web.yml:2:14: cannot read cert_file " + kTls + "/nope.crt: No such file or directory");
   EXPECT_EQ(tls_problems("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n")[0].substr(kTls.size()),
-            "/web.yml:3:13: cannot load key_file " + kTls + "/other.key: key values mismatch (it must be the PEM private key "
-            "of cert_file " + kTls + "/server.crt)");
+            "/web.yml:3:13: cannot load key_file " + kTls + "/other.key: key values mismatch (it is not the key of "
+            "cert_file " + kTls + "/server.crt)");
   EXPECT_EQ(tls_problems("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-                         "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA1]\n  curve_preferences: [CurveP224]\n")
-                .size(),
-            2u);
+                         "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA, TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA]\n"
+                         "  curve_preferences: [CurveP224]\n"),
+            (std::vector<std::string>{
+                kTls + "/web.yml:4:19: unknown or insecure cipher suite 'TLS_RSA_WITH_RC4_128_SHA' (Go's names, e.g. "
+                       "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)",
+                kTls + "/web.yml:4:45: unknown or insecure cipher suite 'TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA' (Go's names, e.g. "
+                       "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)",
+                kTls + "/web.yml:5:23: unknown curve 'CurveP224' (CurveP256, CurveP384, CurveP521 or X25519)"}));
   EXPECT_EQ(tls_problems("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                          "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: nope.pem\n")[0]
                 .substr(kTls.size(), 30),
