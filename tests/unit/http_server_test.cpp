@@ -189,3 +189,36 @@ TEST(ConnectionRegistry, AtACapTheOldestIdleConnectionMakesRoom) {
   registry.remove(b.get());  // already gone: nothing happens
   EXPECT_EQ(registry.size(), 2u);
 }
+
+// Basic auth wraps every path, including a 404; the password is checked on the hasher thread
+// (two clients at once: the most one address may have checked at a time) and the web config's
+// headers go on every answer.
+TEST(HttpServer, BasicAuthGuardsEveryPathAndAddsTheHeaders) {
+  // bcrypt (cost 4) of "correct horse", from Python's crypt.crypt (libxcrypt).
+  const std::string hash = "$2b$04$pPC/Y4cfkl2CkpHArzmpeePf3zCnJ1EUYHZFgXuAK9fv2YdTpgaIO";
+  auto web = std::make_shared<const WebSecurity>(
+      WebSecurity{nullptr, {{"X-Frame-Options", "deny"}}, BasicAuth({{"alice", hash}}), {}, "test"});
+  auto server = HttpServer::start(std::get<ListenAddress>(parse_listen("127.0.0.1:0")), routes(), {}, web);
+  ASSERT_TRUE(server.ok());
+  const uint16_t port = (*server)->port();
+  auto request = [](const std::string& path, const std::string& auth) {
+    return "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + (auth.empty() ? "" : "Authorization: " + auth + "\r\n") +
+           "Connection: close\r\n\r\n";
+  };
+  const std::string good = "Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==";  // alice:correct horse
+  std::vector<std::thread> clients;
+  std::vector<std::string> replies(2);
+  for (size_t i = 0; i < replies.size(); ++i) {
+    clients.emplace_back([&, i] { replies[i] = http_exchange(port, request("/metrics", i % 2 ? good : "Basic YTpi")); });
+  }
+  for (auto& c : clients) c.join();
+  replies.push_back(http_exchange(port, request("/metrics", good)));  // remembered: no bcrypt
+  for (size_t i = 0; i < replies.size(); ++i) {
+    EXPECT_TRUE(replies[i].starts_with(i == 0 ? "HTTP/1.1 401" : "HTTP/1.1 200")) << replies[i];
+    EXPECT_NE(replies[i].find("X-Frame-Options: deny\r\n"), std::string::npos) << replies[i];
+  }
+  EXPECT_TRUE(http_exchange(port, request("/nope", "")).starts_with("HTTP/1.1 401"));
+  std::string denied = http_exchange(port, request("/metrics", ""));
+  EXPECT_NE(denied.find("WWW-Authenticate: Basic realm=\"kvmprof-agent\", charset=\"UTF-8\"\r\n"), std::string::npos);
+  EXPECT_TRUE(http_exchange(port, request("/nope", good)).starts_with("HTTP/1.1 404"));
+}
