@@ -7,11 +7,13 @@
 #include <iterator>
 #include <vector>
 
+#include "tests/fuzz/basic_auth_input.h"
 #include "tests/fuzz/elf_input.h"
 #include "tests/fuzz/kallsyms_input.h"
 #include "tests/fuzz/maps_input.h"
 #include "tests/fuzz/query_input.h"
 #include "tests/fuzz/ring_input.h"
+#include "tests/fuzz/web_config_input.h"
 
 namespace {
 
@@ -37,4 +39,6 @@ TEST(FuzzCorpus, EverySeedAndEveryFoundCrashReplaysCleanly) {
   EXPECT_GE(replay("maps", kvmprof::testing::fuzz_maps_input), 3u);
   EXPECT_GE(replay("query", kvmprof::testing::fuzz_query_input), 5u);
   EXPECT_GE(replay("elf", kvmprof::testing::fuzz_elf_input), 5u);
+  EXPECT_GE(replay("web_config", kvmprof::testing::fuzz_web_config_input), 5u);
+  EXPECT_GE(replay("basic_auth", kvmprof::testing::fuzz_basic_auth_input), 7u);
 }
