@@ -17,6 +17,8 @@ PACKAGES=(
   lintian
   # the unit: systemd-analyze security rates it (also where systemd is not PID 1)
   systemd
+  # fuzzing: libFuzzer with ASan and UBSan (tests/fuzz/run.sh)
+  clang libclang-rt-14-dev
   # profiles: go tool pprof reads every profile the tests make, chromium screenshots flame graphs
   golang-go chromium
 )
