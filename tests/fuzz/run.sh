@@ -1,13 +1,14 @@
 #!/bin/sh
 # Builds the libFuzzer targets (libFuzzer + ASan + UBSan, clang only) in build-fuzz and runs each
 # for $1 seconds (default 60) on a working copy of its seed corpus, one after the other; $2 picks
-# one target: ring, kallsyms, maps, query, elf, web_config or basic_auth. Crashes land in build-fuzz/crashes/ (ring) and
+# one target: ring, kallsyms, maps, query, elf, web_config, basic_auth, agent_config or
+# event_spec. Crashes land in build-fuzz/crashes/ (ring) and
 # build-fuzz/crashes/<target>/ (the others); README.md says what to do with them. Needs clang and
 # libFuzzer, on Debian 12:
 #   apt-get install -y clang libclang-rt-14-dev
 set -eu
 seconds=${1:-60}
-all="ring kallsyms maps query elf web_config basic_auth"
+all="ring kallsyms maps query elf web_config basic_auth agent_config event_spec"
 targets=${2:-$all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build-fuzz
@@ -43,6 +44,9 @@ for t in $targets; do
     # A web config of a few KiB; an Authorization header up to the server's header limit.
     web_config) options="-max_len=8192 -timeout=30" ;;
     basic_auth) options="-max_len=8192 -timeout=30" ;;
+    # A config of a few policies; one event spec.
+    agent_config) options="-max_len=16384 -timeout=30" ;;
+    event_spec) options="-max_len=256 -timeout=30" ;;
   esac
   [ "$t" = ring ] || crashes=$build/crashes/$t
   # The fuzzer adds the inputs it finds to the working copy; the seeds in the tree stay as they are.

@@ -7,8 +7,10 @@
 #include <iterator>
 #include <vector>
 
+#include "tests/fuzz/agent_config_input.h"
 #include "tests/fuzz/basic_auth_input.h"
 #include "tests/fuzz/elf_input.h"
+#include "tests/fuzz/event_spec_input.h"
 #include "tests/fuzz/kallsyms_input.h"
 #include "tests/fuzz/maps_input.h"
 #include "tests/fuzz/query_input.h"
@@ -41,4 +43,6 @@ TEST(FuzzCorpus, EverySeedAndEveryFoundCrashReplaysCleanly) {
   EXPECT_GE(replay("elf", kvmprof::testing::fuzz_elf_input), 5u);
   EXPECT_GE(replay("web_config", kvmprof::testing::fuzz_web_config_input), 5u);
   EXPECT_GE(replay("basic_auth", kvmprof::testing::fuzz_basic_auth_input), 7u);
+  EXPECT_GE(replay("agent_config", kvmprof::testing::fuzz_agent_config_input), 30u);
+  EXPECT_GE(replay("event_spec", kvmprof::testing::fuzz_event_spec_input), 15u);
 }
