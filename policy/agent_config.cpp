@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <filesystem>
 #include <set>
 
 namespace kvmprof {
@@ -341,7 +340,7 @@ void Loader::load_top(const YAML::Node& root, AgentConfig& config) {
   if (root["web_config"]) {
     auto text = scalar(root["web_config"], "web_config").value_or("");
     if (text.empty()) error(root["web_config"], "'web_config' must name the web config file (TLS and basic auth)");
-    else config.web_config = (std::filesystem::path(file()).parent_path() / text).lexically_normal().string();
+    else config.web_config = resolve(text);
   }
   if (root["libvirt"]) load_libvirt(root["libvirt"], config);
   if (root["interval"]) config.interval = duration(root["interval"], "interval", kMinInterval).value_or(config.interval);

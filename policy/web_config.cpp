@@ -6,7 +6,6 @@
 #include <array>
 #include <cctype>
 #include <set>
-#include <filesystem>
 
 #include "policy/yaml_reader.h"
 
@@ -72,7 +71,7 @@ class WebLoader : public YamlReader {
       error(node, std::string("'") + key + "' must name a file");
       return {};
     }
-    return {(std::filesystem::path(file()).parent_path() / text).lexically_normal().string(), mark_of(node)};
+    return {resolve(text), mark_of(node)};
   }
 
   std::vector<Located> names(const YAML::Node& node, const char* key) {

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <tuple>
 
 namespace kvmprof {
@@ -24,6 +25,10 @@ Mark mark_of(const YAML::Node& node) { return from_yaml(node.Mark()); }
 
 std::string ConfigError::format() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+std::string YamlReader::resolve(const std::string& path) const {
+  return (std::filesystem::path(file_).parent_path() / path).lexically_normal().string();
 }
 
 void YamlReader::error(const YAML::Node& node, std::string message) { error_at(mark_of(node), std::move(message)); }

@@ -36,6 +36,8 @@ class YamlReader {
   // included, in the order of the file.
   std::vector<ConfigError> read(std::string_view text, const std::function<void(const YAML::Node&)>& load);
   const std::string& file() const { return file_; }
+  // A path written in the file: relative ones are relative to the file's directory.
+  std::string resolve(const std::string& path) const;
 
  private:
   std::string file_;

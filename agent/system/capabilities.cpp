@@ -9,6 +9,10 @@ constexpr int kCapSysAdmin = 21;  // also grants what CAP_PERFMON does (kernel p
 
 bool has(uint64_t effective, int bit) { return effective & (uint64_t{1} << bit); }
 
+bool present(uint64_t effective, const NeededCapability& cap) {
+  return has(effective, cap.bit) || (cap.bit == 38 && has(effective, kCapSysAdmin));
+}
+
 }  // namespace
 
 const std::vector<NeededCapability>& needed_capabilities() {
@@ -28,8 +32,7 @@ const std::vector<NeededCapability>& needed_capabilities() {
 std::string capability_summary(uint64_t effective) {
   std::string out;
   for (const auto& cap : needed_capabilities()) {
-    const bool present = has(effective, cap.bit) || (cap.bit == 38 && has(effective, kCapSysAdmin));
-    out += (out.empty() ? "" : ", ") + std::string(cap.name) + (present ? " yes" : " no");
+    out += (out.empty() ? "" : ", ") + std::string(cap.name) + (present(effective, cap) ? " yes" : " no");
   }
   return out;
 }
@@ -37,7 +40,7 @@ std::string capability_summary(uint64_t effective) {
 void log_capabilities(uint64_t effective) {
   log_info("capabilities: " + capability_summary(effective));
   for (const auto& cap : needed_capabilities()) {
-    if (has(effective, cap.bit) || (cap.bit == 38 && has(effective, kCapSysAdmin))) continue;
+    if (present(effective, cap)) continue;
     log_warning(std::string("without ") + cap.name + ": " + cap.without + "; grant it (AmbientCapabilities= in the unit) or run as root");
   }
 }

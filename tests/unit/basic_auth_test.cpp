@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/fuzz/basic_auth_input.h"
+
 using namespace kvmprof;
 
 namespace {
@@ -11,18 +13,7 @@ namespace {
 const std::string kHash = "$2b$04$pPC/Y4cfkl2CkpHArzmpeePf3zCnJ1EUYHZFgXuAK9fv2YdTpgaIO";
 
 std::string header(const std::string& user_colon_password) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out = "Basic ";
-  const std::string& in = user_colon_password;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = uint32_t(uint8_t(in[i])) << 16 | (i + 1 < in.size() ? uint32_t(uint8_t(in[i + 1])) << 8 : 0) |
-                 (i + 2 < in.size() ? uint8_t(in[i + 2]) : 0);
-    out += kAlphabet[n >> 18 & 63];
-    out += kAlphabet[n >> 12 & 63];
-    out += i + 1 < in.size() ? kAlphabet[n >> 6 & 63] : '=';
-    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
-  }
-  return out;
+  return "Basic " + kvmprof::testing::fuzz_base64(user_colon_password);
 }
 
 }  // namespace
