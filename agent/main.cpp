@@ -12,6 +12,7 @@
 #include "agent/system/host_probe.h"
 #include "agent/system/log.h"
 #include "policy/listen_address.h"
+#include "policy/series_estimate.h"
 
 namespace {
 
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
   if (!web) return kExitUsage;
   if (opts->command == "check-config") {
     std::cout << opts->config_path << ": ok" << (config->web_config.empty() ? "" : ", " + config->web_config + ": ok") << "\n";
+    std::cout << describe_series(*config);
     return kExitOk;
   }
   if (opts->listen) config->listen = *opts->listen;

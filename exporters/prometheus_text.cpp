@@ -87,8 +87,8 @@ void render_vcpu(VmFamilies& f, const Labels& vm, const VcpuSample& vcpu) {
   for (const auto& e : vcpu.events) {  // (event, mode) makes each series unique: a split event has two
     Labels event = with(with(labels, "event", e.event), "mode", e.mode);
     add(f.events, event, e.value);
-    add(f.enabled, event, e.enabled_seconds);
-    add(f.running, event, e.running_seconds);
+    if (e.enabled_seconds) add(f.enabled, event, *e.enabled_seconds);
+    if (e.running_seconds) add(f.running, event, *e.running_seconds);
   }
   for (const auto& sv : vcpu.samples) {
     add(f.samples, with(with(labels, "event", sv.event), "mode", sv.mode), static_cast<double>(sv.count));

@@ -22,8 +22,10 @@ struct EventValue {
   std::string event;  // "task-clock", "kvm:kvm_pio"
   std::string mode;   // what was counted: "all" (no exclude bits)
   double value = 0;   // scaled for multiplexing
-  double enabled_seconds = 0;
-  double running_seconds = 0;
+  // Hardware counters only: the PMU multiplexes them. Software events and tracepoints always run
+  // while enabled, so their times would add series that say nothing.
+  std::optional<double> enabled_seconds;
+  std::optional<double> running_seconds;
 };
 
 // Samples of one (event, mode): mode as the sample's misc bits say, e.g. "guest_kernel", "host_kernel".

@@ -6,7 +6,6 @@
 namespace kvmprof {
 namespace {
 
-constexpr size_t kSeriesPerVcpu = 5;  // cpu modes + wait + a few exits: not reducible
 constexpr double kRestoreBelow = 0.9;   // hysteresis: undo a degradation only at or below 90%
 
 struct State {
@@ -91,15 +90,18 @@ void degrade(State& s, const std::vector<size_t>& order) {
 }  // namespace
 
 size_t open_counters(const PolicyDemand& d, const PolicyAllowance& a) {
-  size_t n = std::accumulate(d.counters.begin(), d.counters.begin() + static_cast<long>(a.kept(d)), size_t{0});
+  size_t n = 0;
+  for (size_t i = 0; i < a.kept(d); ++i) n += d.events[i].counters;
   return n * d.vcpus;
 }
 
 size_t sampled_threads(const PolicyDemand& d, const PolicyAllowance& a) { return a.sampling_off ? 0 : d.sampled_threads; }
 
 size_t estimated_series(const PolicyDemand& d, const PolicyAllowance& a) {
-  size_t per_counter = a.per_vm(d) ? d.vms : d.vcpus * 3;
-  return d.vcpus * kSeriesPerVcpu + per_counter * (d.vcpus ? open_counters(d, a) / d.vcpus : 0);
+  SeriesEstimate s{kSeriesPerVm, kSeriesPerVcpu};
+  for (size_t i = 0; i < a.kept(d); ++i) s += event_series(d.events[i].modes, d.events[i].hardware, a.per_vm(d));
+  if (!a.sampling_off) s += d.sampling;
+  return s.per_vm * d.vms + s.per_vcpu * d.vcpus;
 }
 
 LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits& limits, const LimitOutcome& previous) {
@@ -108,7 +110,7 @@ LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits
     auto p = previous.find(d.name);
     PolicyAllowance a = p == previous.end() ? PolicyAllowance{} : p->second;
     a.forced_per_vm = a.forced_per_vm && !d.per_vm;
-    a.dropped = std::min(a.dropped, d.counters.size());
+    a.dropped = std::min(a.dropped, d.events.size());
     a.sampling_off = a.sampling_off && d.sampled_threads > 0;
     s.allowed.push_back(a);
   }

@@ -15,18 +15,27 @@
 #include <vector>
 
 #include "policy/agent_config.h"
+#include "policy/series_estimate.h"
 
 namespace kvmprof {
+
+// One counted event of a policy.
+struct EventDemand {
+  size_t counters = 0;    // per vCPU thread
+  size_t modes = 0;       // values it exports: 2 when split into host and guest
+  bool hardware = false;  // on a hardware PMU: also enabled and running seconds
+};
 
 struct PolicyDemand {
   std::string name;
   int priority = 0;
-  bool per_vm = false;           // aggregation as configured
-  std::vector<size_t> counters;  // counters per vCPU thread of each counted event, in list order
-  size_t vcpus = 0;              // vCPU threads of the VMs it applies to
+  bool per_vm = false;              // aggregation as configured
+  std::vector<EventDemand> events;  // each counted event, in list order
+  size_t vcpus = 0;                 // vCPU threads of the VMs it applies to
   size_t vms = 0;
   size_t sampled_threads = 0;  // threads its sampling would put a ring on (0: no sampling)
   size_t ring_bytes = 0;       // of one ring
+  SeriesEstimate sampling;     // the series its sampling exports
 };
 
 // What the limits took from a policy: the state that hysteresis keeps. A policy that never hit
@@ -37,7 +46,7 @@ struct PolicyAllowance {
   bool sampling_off = false;   // its sampling stopped (max_sampled_threads, max_ring_bytes)
 
   bool per_vm(const PolicyDemand& d) const { return d.per_vm || forced_per_vm; }
-  size_t kept(const PolicyDemand& d) const { return d.counters.size() - std::min(dropped, d.counters.size()); }
+  size_t kept(const PolicyDemand& d) const { return d.events.size() - std::min(dropped, d.events.size()); }
 };
 
 using LimitOutcome = std::map<std::string, PolicyAllowance>;  // by policy name
@@ -45,8 +54,7 @@ using LimitOutcome = std::map<std::string, PolicyAllowance>;  // by policy name
 // `demands` in file order (the default policy last); `previous` is the last outcome (empty at first).
 LimitOutcome apply_limits(const std::vector<PolicyDemand>& demands, const Limits& limits, const LimitOutcome& previous);
 
-// Estimated exported series of one policy: per vCPU its CPU, wait and a few exit series, plus
-// per counter 3 series per vCPU (value, enabled, running), or 1 per VM when aggregated.
+// Estimated exported series of one policy's VMs (series_estimate.h) as the limits leave it.
 size_t estimated_series(const PolicyDemand& demand, const PolicyAllowance& allowance);
 size_t open_counters(const PolicyDemand& demand, const PolicyAllowance& allowance);
 size_t sampled_threads(const PolicyDemand& demand, const PolicyAllowance& allowance);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <set>
 
 #include "agent/system/log.h"
 #include "policy/attr_text.h"
@@ -45,10 +46,15 @@ std::string refusal_reason(int err, int paranoid) {
   return what + "; retried with a backoff";
 }
 
-std::vector<size_t> counters_per_event(const PolicyPlan& plan) {
-  std::vector<size_t> out;
+// What each counted event opens and exports per vCPU thread (a hybrid event opens a counter per
+// core type for each mode it exports).
+std::vector<EventDemand> event_demands(const PolicyPlan& plan) {
+  std::vector<EventDemand> out;
   for (const auto& e : plan.events) {
-    if (!e.counters.empty()) out.push_back(e.counters.size());
+    if (e.counters.empty()) continue;
+    std::set<std::string> modes;
+    for (const auto& c : e.counters) modes.insert(c.mode);
+    out.push_back({e.counters.size(), modes.size(), !e.counters.front().pmu.empty()});
   }
   return out;
 }
@@ -153,7 +159,8 @@ void Collector::enforce_limits() {
   std::vector<PolicyDemand> demands;
   for (const PolicyPlan* p : plans()) {
     size_t ring = p->sampling ? p->sampling->ring_bytes() : 0;
-    demands.push_back({p->name, p->priority, p->aggregation == Aggregation::kPerVm, counters_per_event(*p), 0, 0, 0, ring});
+    SeriesEstimate sampled = ring ? sampling_series(p->sampling->event.guest, p->sampling->threads) : SeriesEstimate{};
+    demands.push_back({p->name, p->priority, p->aggregation == Aggregation::kPerVm, event_demands(*p), 0, 0, 0, ring, sampled});
   }
   for (const auto& [uuid, vm] : inventory_.vms()) {
     auto d = std::find_if(demands.begin(), demands.end(), [&](const auto& x) { return x.name == vm.policy; });

@@ -130,12 +130,19 @@ void CounterGroups::fill(const std::string& uuid, VmSample& out, const std::set<
   if (it == vms_.end() || !it->second.plan) return;
   const Vm& vm = it->second;
   std::vector<Key> keys;  // the plan's (event, mode)s in its order, once each
+  std::set<Key> hardware;  // those on a hardware PMU: their times tell of multiplexing
   for (const auto& s : vm.plan->slots) {
     Key key{s.name, s.mode};
     if (live.contains(s.name) && std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    if (!s.pmu.empty()) hardware.insert(key);
   }
-  auto value = [](const Key& key, const Totals& t) {
-    return EventValue{key.first, key.second, t.value, seconds(t.enabled_ns), seconds(t.running_ns)};
+  auto value = [&](const Key& key, const Totals& t) {
+    EventValue v{key.first, key.second, t.value, {}, {}};
+    if (hardware.contains(key)) {
+      v.enabled_seconds = seconds(t.enabled_ns);
+      v.running_seconds = seconds(t.running_ns);
+    }
+    return v;
   };
   if (vm.plan->aggregation == Aggregation::kPerVm) {
     for (const Key& key : keys) {

@@ -4,6 +4,7 @@
 Usage: test_agent.py --agent PATH/kvmprof-agent. Needs root (exit 77 = skipped otherwise).
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,6 +131,23 @@ class AgentAgainstRealVms(unittest.TestCase):
         self.assertEqual(info["task-clock"]["status"], "ok")
         self.assertEqual(info["task-clock"]["counts"], "all")
         self.assertIn(info["kvm:kvm_exit"]["status"], ("ok", "unsupported"))
+
+    def test_5c_each_vm_exports_what_check_config_estimates_less_the_dead_sources(self):
+        out = h.run([AGENT, "check-config", self.agent.config])
+        m = re.search(r"  default: about \d+ per VM of 4 vCPUs \((\d+) \+ (\d+) per vCPU\)", out)
+        self.assertTrue(m, out)
+        per_vm, per_vcpu = int(m.group(1)), int(m.group(2))
+        s = self.agent.scrape()
+        sources = {l["source"]: v for l, v in h.select(s, "kvmprof_source_up")}
+        dead = sum(1 for src, up in sources.items() if src.startswith("perf:") and not up)  # 1 series per vCPU each
+        if not sources["libvirt_vcpu_exits"]:
+            dead += 9
+        for vm, vcpus in ((self.odd, 1), (self.two, 2)):
+            names = [name for name, labels, _ in s if labels.get("uuid") == vm.uuid]
+            print(f"\n  {vcpus} vCPU(s): {len(names)} series; estimate {per_vm} + {per_vcpu} per vCPU, "
+                  f"less {dead} per vCPU of dead sources")
+            self.assertEqual(len(names), per_vm + (per_vcpu - dead) * vcpus, sorted(names))
+            self.assertNotIn("kvmprof_vcpu_event_enabled_seconds_total", names)  # software events only
 
     def test_6_promtool_accepts_a_scrape(self):
         result = h.promtool_check(self.agent.scrape_text())

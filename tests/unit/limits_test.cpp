@@ -7,9 +7,12 @@ using namespace kvmprof;
 
 namespace {
 
-// Per vCPU: 5 series plus 3 per counter (per_vcpu); counters per vCPU as given.
+// Hardware events with a counter per mode, counters per vCPU thread as given: per VM 4 series and
+// per vCPU 14, plus per counter 3 per vCPU (value, enabled, running) or 1 per VM when aggregated.
 PolicyDemand demand(std::string name, int priority, std::vector<size_t> counters, size_t vcpus, size_t vms = 1) {
-  return PolicyDemand{std::move(name), priority, false, std::move(counters), vcpus, vms};
+  std::vector<EventDemand> events;
+  for (size_t c : counters) events.push_back({c, c, true});
+  return PolicyDemand{std::move(name), priority, false, std::move(events), vcpus, vms, 0, 0, {}};
 }
 
 Limits limits(size_t max_series, size_t max_counters) {
@@ -28,10 +31,10 @@ TEST(Limits, WithoutLimitsNothingIsTaken) {
 }
 
 TEST(Limits, LowestPriorityIsAggregatedFirstThenLosesEventsFromTheEnd) {
-  // important: 1 vCPU, one split event (2 counters): 5 + 6 = 11 series, 2 counters.
-  // batch: 1 vCPU, two split events: 5 + 12 = 17 series per vCPU, 9 aggregated per VM; 4 counters.
+  // important: 1 vCPU, one split event (2 counters): 4 + 14 + 6 = 24 series, 2 counters.
+  // default: 1 vCPU, two split events: 4 + 14 + 12 = 30 series per vCPU, 22 aggregated; 4 counters.
   std::vector<PolicyDemand> d{demand("important", 10, {2}, 1), demand("default", 0, {2, 2}, 1)};
-  auto out = apply_limits(d, limits(20, 4), {});
+  auto out = apply_limits(d, limits(46, 4), {});
   EXPECT_FALSE(out["important"].forced_per_vm);
   EXPECT_EQ(out["important"].dropped, 0u);
   EXPECT_TRUE(out["default"].forced_per_vm);
@@ -64,13 +67,14 @@ TEST(Limits, ADegradationStaysUntilTheHostIsBelowNinetyPercentWithoutIt) {
 
 TEST(Limits, PerVmAggregationHasTheSameHysteresis) {
   auto at = [](size_t vcpus, const LimitOutcome& previous) {
-    return apply_limits({demand("p", 0, {1}, vcpus, 1)}, limits(80, 0), previous);  // 8 series per vCPU; aggregated 5 per vCPU + 1
+    // 4 + 17 series per vCPU; aggregated 4 + 14 per vCPU + 1
+    return apply_limits({demand("p", 0, {1}, vcpus, 1)}, limits(180, 0), previous);
   };
-  LimitOutcome out = at(11, {});  // 88 > 80
+  LimitOutcome out = at(11, {});  // 191 > 180
   EXPECT_TRUE(out["p"].forced_per_vm);
-  out = at(10, out);  // 80 fits, above 72
+  out = at(10, out);  // 174 fits, above 162
   EXPECT_TRUE(out["p"].forced_per_vm);
-  out = at(9, out);  // 72 <= 72
+  out = at(9, out);  // 157 <= 162
   EXPECT_FALSE(out["p"].forced_per_vm);
 }
 
@@ -118,9 +122,9 @@ TEST(Limits, OverASamplingLimitTheLowestPriorityStopsSamplingAndComesBackBelowNi
 }
 
 TEST(Limits, EachKindOfStepIsUndoneAgainstTheLimitsItAffects) {
-  // Series near their limit (950 of 1000, no step needed there) must not keep sampling off once
+  // Series near their limit (956 of 1000, no step needed there) must not keep sampling off once
   // the rings are back below 90%.
-  PolicyDemand p = demand("p", 0, {}, 190);  // 190 vCPUs x 5 series = 950
+  PolicyDemand p = demand("p", 0, {}, 68);  // 4 + 68 vCPUs x 14 series = 956
   p.sampled_threads = 2;
   p.ring_bytes = 1;
   Limits l;
