@@ -1,6 +1,9 @@
 #include "policy/policy_select.h"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
+#include <string>
 
 namespace kvmprof {
 namespace {
@@ -18,22 +21,82 @@ std::string_view local_name(std::string_view tag) {
   return colon == std::string_view::npos ? tag : tag.substr(colon + 1);
 }
 
-// True when the element XML (libvirt's, so outside input) holds <key>value</key>, with or
-// without a namespace prefix or attributes, whitespace around the value ignored. One pass over
-// the text: no regex, whose recursion a large element could take past the stack.
+// Appends code point `cp` as UTF-8; false for one XML cannot hold.
+bool append_utf8(std::string& out, unsigned long cp) {
+  if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return true;
+}
+
+// An element's text with its references decoded: libvirt writes metadata with libxml2, which
+// escapes & < > (and \r as &#13;). nullopt for a reference XML does not define.
+std::optional<std::string> decode_text(std::string_view text) {
+  static const std::pair<std::string_view, char> kNamed[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '&') {
+      out += text[i];
+      continue;
+    }
+    size_t semi = text.find(';', i);
+    if (semi == std::string_view::npos || semi - i > 10) return std::nullopt;
+    std::string_view ref = text.substr(i + 1, semi - i - 1);
+    i = semi;
+    auto named = std::find_if(std::begin(kNamed), std::end(kNamed), [&](const auto& n) { return n.first == ref; });
+    if (named != std::end(kNamed)) {
+      out += named->second;
+      continue;
+    }
+    const bool hex = ref.starts_with("#x");
+    std::string_view digits = ref.substr(hex ? 2 : 1);
+    unsigned long cp = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
+    if (!ref.starts_with('#') || digits.empty() || ec != std::errc() || end != digits.data() + digits.size() ||
+        !append_utf8(out, cp)) {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+// True when the element XML (libvirt's, so outside input) holds <key>value</key> (or <key/> for
+// an empty value), with or without a namespace prefix or attributes, whitespace around the
+// value ignored. One pass over the text: a text-only element's text ends at the next '<', so
+// nothing is scanned twice, and no regex, whose recursion a large element could take past the
+// stack.
 bool xml_has(std::string_view xml, std::string_view key, std::string_view value) {
   for (size_t open = xml.find('<'); open != std::string_view::npos; open = xml.find('<', open + 1)) {
     size_t name_end = xml.find_first_of(" \t\r\n/>", open + 1);
     if (name_end == std::string_view::npos) return false;
     if (local_name(xml.substr(open + 1, name_end - open - 1)) != key) continue;
     size_t gt = xml.find('>', name_end);
-    size_t close = gt == std::string_view::npos ? gt : xml.find("</", gt);
-    size_t close_gt = close == std::string_view::npos ? close : xml.find('>', close);
-    if (close_gt == std::string_view::npos) return false;
-    if (xml[gt - 1] != '/' && trim(xml.substr(gt + 1, close - gt - 1)) == value &&
-        local_name(trim(xml.substr(close + 2, close_gt - close - 2))) == key) {
-      return true;
+    if (gt == std::string_view::npos) return false;
+    if (xml[gt - 1] == '/') {
+      if (value.empty()) return true;
+      continue;
     }
+    size_t close = xml.find('<', gt);
+    if (close == std::string_view::npos) return false;
+    if (xml.substr(close, 2) != "</") continue;  // a child element: not a text value
+    size_t close_gt = xml.find('>', close);
+    if (close_gt == std::string_view::npos) return false;
+    if (local_name(trim(xml.substr(close + 2, close_gt - close - 2))) != key) continue;
+    auto text = decode_text(xml.substr(gt + 1, close - gt - 1));
+    if (text && trim(*text) == value) return true;
   }
   return false;
 }

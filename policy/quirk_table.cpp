@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <charconv>
 #include <set>
 #include <stdexcept>
@@ -18,8 +19,13 @@ struct Invalid {
 [[noreturn]] void fail(const YAML::Node& node, std::string message) { throw Invalid{node.Mark(), std::move(message)}; }
 
 std::string text(const YAML::Node& node, const char* what) {
-  if (!node || !node.IsScalar()) fail(node, std::string("'") + what + "' must be a string");
+  if (!node || !node.IsScalar() || node.Scalar().empty()) fail(node, std::string("'") + what + "' must be a non-empty string");
   return node.Scalar();
+}
+
+const YAML::Node& list(const YAML::Node& node, const char* what) {
+  if (node && !node.IsSequence()) fail(node, std::string("'") + what + "' must be a list");
+  return node;
 }
 
 uint64_t number(const YAML::Node& node, const char* what) {
@@ -34,6 +40,13 @@ uint64_t number(const YAML::Node& node, const char* what) {
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, base);
   if (v.empty() || ec != std::errc() || p != v.data() + v.size()) fail(node, std::string("'") + what + "' must be a number");
   return out;
+}
+
+// CPUID family, model and stepping fit 32 bits (they are much smaller).
+unsigned small_number(const YAML::Node& node, const char* what) {
+  uint64_t n = number(node, what);
+  if (n > UINT32_MAX) fail(node, std::string("'") + what + "' is out of range");
+  return static_cast<unsigned>(n);
 }
 
 void check_keys(const YAML::Node& map, const std::set<std::string>& allowed, const char* where) {
@@ -53,14 +66,18 @@ QuirkMatch load_match(const YAML::Node& node) {
     if (v != "Intel" && v != "AMD") fail(node["vendor"], "'vendor' must be Intel or AMD");
     m.vendor = v == "Intel" ? Vendor::kIntel : Vendor::kAmd;
   }
-  if (node["family"]) m.family = static_cast<unsigned>(number(node["family"], "family"));
-  for (const auto& model : node["models"]) m.models.push_back(static_cast<unsigned>(number(model, "models[]")));
+  if (node["family"]) m.family = small_number(node["family"], "family");
+  for (const auto& model : list(node["models"], "models")) m.models.push_back(small_number(model, "models[]"));
   if (const auto& s = node["stepping"]) {
     if (!s.IsSequence() || s.size() != 2) fail(s, "'stepping' must be [min, max]");
-    m.stepping = {static_cast<unsigned>(number(s[0], "stepping")), static_cast<unsigned>(number(s[1], "stepping"))};
+    m.stepping = {small_number(s[0], "stepping"), small_number(s[1], "stepping")};
+    if (m.stepping->first > m.stepping->second) fail(s, "'stepping' must be [min, max] with min <= max: it never applies");
   }
-  if (node["microcode_below"]) m.microcode_below = number(node["microcode_below"], "microcode_below");
-  for (const auto& flag : node["flags"]) m.flags.push_back(text(flag, "flags[]"));
+  if (node["microcode_below"]) {
+    m.microcode_below = number(node["microcode_below"], "microcode_below");
+    if (*m.microcode_below == 0) fail(node["microcode_below"], "'microcode_below: 0' never applies");
+  }
+  for (const auto& flag : list(node["flags"], "flags")) m.flags.push_back(text(flag, "flags[]"));
   if (const auto& params = node["kvm_param"]) {
     check_keys(params, {"enable_mediated_pmu", "enable_pmu", "sev"}, "kvm_param");
     for (const auto& kv : params) m.kvm_params[kv.first.Scalar()] = kv.second.as<bool>();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/http/connection_registry.h"
+#include "agent/http/http_request.h"
 #include "agent/system/log.h"
 
 namespace kvmprof {
@@ -25,7 +26,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr size_t kFirstRead = 1024;  // bytes asked for while waiting for a request to start
 constexpr int kBacklog = 1024;
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);  // after EMFILE and the like
 // Passwords waiting for bcrypt, in all and per client address: beyond them a request gets 503
@@ -81,7 +81,6 @@ struct HttpServer::Impl {
 
   error_code listen(const ListenAddress& where);
   void accept();
-  HttpResponse handle(const HttpRequest& request) const;
   WebSecurityPtr web() const {
     std::lock_guard lock(web_mu_);
     return web_;
@@ -121,7 +120,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
  public:
   template <class... StreamArgs>
   Session(HttpServer::Impl& server, StreamArgs&&... args)
-      : stream_(std::forward<StreamArgs>(args)...), buffer_(server.limits.max_header_bytes + kFirstRead), server_(server) {}
+      : stream_(std::forward<StreamArgs>(args)...), buffer_(request_buffer_bytes(server.limits)), server_(server) {}
   ~Session() override { server_.registry.remove(this); }
 
   void start() {
@@ -171,7 +170,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
 
   void read_request() {
     parser_.emplace();
-    parser_->header_limit(static_cast<uint32_t>(server_.limits.max_header_bytes));
+    limit_request(*parser_, server_.limits);
     tcp().expires_after(server_.limits.request_timeout);
     http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](error_code ec, size_t) {
       self->on_request(ec);
@@ -179,34 +178,25 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   }
 
   void on_request(error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
-      return tcp().close();
-    }
+    auto refused = ec ? read_error_response(ec, server_.limits) : std::nullopt;
+    if (ec && !refused) return tcp().close();
     server_.registry.set_idle(this, false);
-    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-      return send_error(431, "request headers are larger than " + std::to_string(server_.limits.max_header_bytes) + " bytes\n");
-    }
-    if (ec == http::error::unexpected_body) return send_error(413, "request bodies are not accepted\n");
-    if (ec) return send_error(400, "bad request: " + ec.message() + "\n");
+    if (refused) return send_error(std::move(*refused));
     respond(parser_->get());
   }
 
-  void respond(const http::request<http::empty_body>& req) {
+  void respond(const RequestParser::value_type& req) {
     const bool head = req.method() == http::verb::head;
-    if (req.method() != http::verb::get && !head) return send_error(405, "only GET and HEAD are served\n", true);
-    auto target = std::string_view(req.target().data(), req.target().size());
-    size_t q = target.find('?');
-    HttpRequest request{std::string(req.method_string()), std::string(target.substr(0, q)),
-                        q == std::string_view::npos ? "" : std::string(target.substr(q + 1)), false};
-    request.accepts_gzip = view(req[http::field::accept_encoding]).find("gzip") != std::string_view::npos;
+    auto request = to_http_request(req);
+    if (!request) return send_error(text_response(405, "only GET and HEAD are served\n"), true);
     auto web = server_.web();
     if (web->auth.enabled()) {
       auto authorization = view(req[http::field::authorization]);
       auto verdict = web->auth.cached(authorization);
-      if (!verdict) return check_password(std::move(web), std::string(authorization), std::move(request), head, req.keep_alive());
+      if (!verdict) return check_password(std::move(web), std::string(authorization), std::move(*request), head, req.keep_alive());
       if (!*verdict) return send(unauthorized(), head, req.keep_alive());
     }
-    send(server_.handle(request), head, req.keep_alive());
+    send(route(server_.routes, *request), head, req.keep_alive());
   }
 
   // bcrypt on the hasher thread; the answer continues on this connection's strand.
@@ -221,13 +211,13 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       const bool allowed = web->auth.verify(authorization);
       self->server_.done_hashing(self->client_);
       net::post(self->stream_.get_executor(), [self, allowed, request = std::move(request), head, keep_alive] {
-        self->send(allowed ? self->server_.handle(request) : unauthorized(), head, keep_alive);
+        self->send(allowed ? route(self->server_.routes, request) : unauthorized(), head, keep_alive);
       });
     });
   }
 
-  void send_error(unsigned status, std::string text, bool allow = false) {
-    HttpResponse r = text_response(status, std::move(text));
+  // The answer to a request that is not served; the connection closes after it.
+  void send_error(HttpResponse r, bool allow = false) {
     allow_ = allow;
     send(std::move(r), false, false);
   }
@@ -277,7 +267,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
 
   Stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::empty_body>> parser_;
+  std::optional<RequestParser> parser_;
   std::shared_ptr<const std::string> body_;  // kept alive until written
   std::optional<http::response<http::empty_body>> head_;
   std::optional<http::response<http::span_body<const char>>> full_;
@@ -321,20 +311,6 @@ void HttpServer::Impl::accept() {
     }
     accept();
   });
-}
-
-HttpResponse HttpServer::Impl::handle(const HttpRequest& request) const {
-  auto route = routes.find(request.path);
-  if (route == routes.end()) return text_response(404, "not found: " + request.path + " (see /)\n");
-  try {
-    return route->second(request);
-  } catch (const std::exception& e) {
-    return text_response(500, std::string("internal error: ") + e.what() + "\n");
-  }
-}
-
-HttpResponse text_response(unsigned status, std::string text) {
-  return HttpResponse{status, "text/plain; charset=utf-8", std::make_shared<const std::string>(std::move(text)), false, {}};
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& listen, HttpRoutes routes, HttpLimits limits,

@@ -81,6 +81,8 @@ class HttpServer {
 };
 
 // Plain-text responses for handlers.
-HttpResponse text_response(unsigned status, std::string text);
+inline HttpResponse text_response(unsigned status, std::string text) {
+  return HttpResponse{status, "text/plain; charset=utf-8", std::make_shared<const std::string>(std::move(text)), false, {}};
+}
 
 }  // namespace kvmprof

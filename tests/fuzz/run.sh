@@ -1,14 +1,14 @@
 #!/bin/sh
 # Builds the libFuzzer targets (libFuzzer + ASan + UBSan, clang only) in build-fuzz and runs each
 # for $1 seconds (default 60) on a working copy of its seed corpus, one after the other; $2 picks
-# one target: ring, kallsyms, maps, query, elf, web_config, basic_auth, agent_config or
-# event_spec. Crashes land in build-fuzz/crashes/ (ring) and
+# targets: ring, kallsyms, maps, query, elf, web_config, basic_auth, agent_config, event_spec,
+# quirk_table, procfs, policy_select, http_request. Crashes land in build-fuzz/crashes/ (ring) and
 # build-fuzz/crashes/<target>/ (the others); README.md says what to do with them. Needs clang and
 # libFuzzer, on Debian 12:
 #   apt-get install -y clang libclang-rt-14-dev
 set -eu
 seconds=${1:-60}
-all="ring kallsyms maps query elf web_config basic_auth agent_config event_spec"
+all="ring kallsyms maps query elf web_config basic_auth agent_config event_spec quirk_table procfs policy_select http_request"
 targets=${2:-$all}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build-fuzz
@@ -47,6 +47,12 @@ for t in $targets; do
     # A config of a few policies; one event spec.
     agent_config) options="-max_len=16384 -timeout=30" ;;
     event_spec) options="-max_len=256 -timeout=30" ;;
+    # The shipped quirk table is 13 KiB; a /proc file of a thread; selectors and a metadata element.
+    quirk_table) options="-max_len=16384 -timeout=30" ;;
+    procfs) options="-max_len=4096 -timeout=30" ;;
+    policy_select) options="-max_len=4096 -timeout=30" ;;
+    # A few pipelined requests, one of them past the header limit (8 KiB).
+    http_request) options="-max_len=20000 -timeout=30 -dict=$root/tests/fuzz/http_request.dict" ;;
   esac
   [ "$t" = ring ] || crashes=$build/crashes/$t
   # The fuzzer adds the inputs it finds to the working copy; the seeds in the tree stay as they are.

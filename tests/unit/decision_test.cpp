@@ -152,6 +152,22 @@ TEST(QuirkTable, BadTablesGiveFileLineColumn) {
   EXPECT_EQ(err("version: 2\nquirks: []\n"), "q.yaml:1:10: unsupported quirk table version");
 }
 
+// Found by the quirk_table fuzz target: entries that were accepted and silently never applied,
+// or applied to every host.
+TEST(QuirkTable, MatchesThatCannotMeanWhatTheySayAreRefused) {
+  auto err = [](const std::string& match, const std::string& source = "s") {
+    std::string yaml = "version: 1\nquirks:\n  - {id: a, effect: mediated_vpmu, match: " + match + ", description: d, source: " +
+                       source + "}\n";
+    return std::get<ConfigError>(parse_quirk_table(yaml, "q.yaml")).message;
+  };
+  EXPECT_EQ(err("{models: 0x55}"), "'models' must be a list");           // was: every model
+  EXPECT_EQ(err("{flags: sev}"), "'flags' must be a list");              // was: every host
+  EXPECT_EQ(err("{family: 0x100000006}"), "'family' is out of range");   // was: family 6
+  EXPECT_EQ(err("{stepping: [5, 3]}"), "'stepping' must be [min, max] with min <= max: it never applies");
+  EXPECT_EQ(err("{microcode_below: 0}"), "'microcode_below: 0' never applies");
+  EXPECT_EQ(err("{}", "''"), "'source' must be a non-empty string");
+}
+
 TEST(DecisionTable, EveryRowOpensWhatItShould) {
   for (const Row& row : rows()) {
     SCOPED_TRACE(name(row));

@@ -11,9 +11,13 @@
 #include "tests/fuzz/basic_auth_input.h"
 #include "tests/fuzz/elf_input.h"
 #include "tests/fuzz/event_spec_input.h"
+#include "tests/fuzz/http_request_input.h"
 #include "tests/fuzz/kallsyms_input.h"
 #include "tests/fuzz/maps_input.h"
+#include "tests/fuzz/policy_select_input.h"
+#include "tests/fuzz/procfs_input.h"
 #include "tests/fuzz/query_input.h"
+#include "tests/fuzz/quirk_table_input.h"
 #include "tests/fuzz/ring_input.h"
 #include "tests/fuzz/web_config_input.h"
 
@@ -45,4 +49,8 @@ TEST(FuzzCorpus, EverySeedAndEveryFoundCrashReplaysCleanly) {
   EXPECT_GE(replay("basic_auth", kvmprof::testing::fuzz_basic_auth_input), 7u);
   EXPECT_GE(replay("agent_config", kvmprof::testing::fuzz_agent_config_input), 30u);
   EXPECT_GE(replay("event_spec", kvmprof::testing::fuzz_event_spec_input), 15u);
+  EXPECT_GE(replay("quirk_table", kvmprof::testing::fuzz_quirk_table_input), 15u);
+  EXPECT_GE(replay("procfs", kvmprof::testing::fuzz_procfs_input), 20u);
+  EXPECT_GE(replay("policy_select", kvmprof::testing::fuzz_policy_select_input), 14u);
+  EXPECT_GE(replay("http_request", kvmprof::testing::fuzz_http_request_input), 18u);
 }
