@@ -303,14 +303,15 @@ std::map<std::string, FileStamp> Daemon::watched_files() const {
 }
 
 // A changed file (the config, the web config or a certificate) reloads like SIGHUP, once it
-// has stayed the same for one look (not half-written); looked at no more than every 5 s.
+// has stayed the same for one look (not half-written), and so does one that stays gone (an
+// editor's rename is over by the next look); looked at no more than every 5 s.
 void Daemon::watch_config_file() {
   constexpr auto kEvery = std::chrono::seconds(5);
   if (Clock::now() - config_checked_at_ < kEvery) return;
   config_checked_at_ = Clock::now();
   auto now = watched_files();
   for (const auto& [file, stamp] : now) {
-    if (stamp != FileStamp{} && stamp != watched_[file] && stamp == seen_[file]) return reload(quote(file) + " changed");
+    if (stamp != watched_[file] && stamp == seen_[file]) return reload(quote(file) + (stamp == FileStamp{} ? " is gone" : " changed"));
   }
   seen_ = std::move(now);
 }

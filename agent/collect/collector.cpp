@@ -6,6 +6,7 @@
 #include <charconv>
 #include <set>
 
+#include "agent/collect/fd_room.h"
 #include "agent/system/log.h"
 #include "policy/attr_text.h"
 #include "policy/policy_select.h"
@@ -14,6 +15,8 @@ namespace kvmprof {
 namespace {
 
 constexpr int kReconcileEvery = 10;  // a VM's intervals between full reconciles of its threads
+constexpr const char* kMemlockRemedy =
+    "raise kernel.perf_event_mlock_kb or LimitMEMLOCK (RLIMIT_MEMLOCK), grant CAP_IPC_LOCK, or set limits.max_ring_bytes";
 
 double now_seconds() {
   using namespace std::chrono;
@@ -162,19 +165,26 @@ void Collector::enforce_limits() {
     SeriesEstimate sampled = ring ? sampling_series(p->sampling->event.guest, p->sampling->threads) : SeriesEstimate{};
     demands.push_back({p->name, p->priority, p->aggregation == Aggregation::kPerVm, event_demands(*p), 0, 0, 0, ring, sampled});
   }
+  size_t threads = 0;
   for (const auto& [uuid, vm] : inventory_.vms()) {
     auto d = std::find_if(demands.begin(), demands.end(), [&](const auto& x) { return x.name == vm.policy; });
     d->vcpus += vm.record.vcpus_current;
     ++d->vms;
-    const PolicyPlan& plan = *plans()[static_cast<size_t>(d - demands.begin())];
-    if (d->ring_bytes == 0) continue;
     // Before its threads are listed, a VM has its vCPU threads and at least one emulator thread.
     size_t all = std::max<size_t>(vm.threads.size(), vm.record.vcpus_current + 1);
+    threads += all;
+    const PolicyPlan& plan = *plans()[static_cast<size_t>(d - demands.begin())];
+    if (d->ring_bytes == 0) continue;
     d->sampled_threads += plan.sampling->threads == SampleThreads::kVcpu ? vm.record.vcpus_current : all;
   }
   Limits limits = config_.limits;
   if (memlock_ceiling_ && (limits.max_ring_bytes == 0 || *memlock_ceiling_ < limits.max_ring_bytes)) {
     limits.max_ring_bytes = std::max<size_t>(*memlock_ceiling_, 1);
+  }
+  const size_t procfs = 2 * threads - std::min(2 * threads, cpu_.fd_count());
+  if (auto room = perf_fd_room(counters_.fd_count() + sampler_.fd_count(), procfs)) {
+    cap_by_fd_room(limits, demands, *room);
+    note_fd_room(*room, perf_fd_demand(demands));
   }
   limits_ = apply_limits(demands, limits, limits_);
   std::vector<LimitAction> actions;
@@ -206,7 +216,7 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   for (const auto& [uuid, vm] : inventory_.vms()) uuids.push_back(uuid);
   for (const auto& uuid : uuids) read(uuid, now);
   sampler_.drain(now);
-  recheck_sampling_limits();
+  recheck_limits();
   auto health = counters_.health();
   Snapshot snap;
   snap.sources = sources(libvirt_live, health);
@@ -229,18 +239,32 @@ Snapshot Collector::collect(const std::vector<DomainRecord>* fresh, bool libvirt
   return snap;
 }
 
-// The sampling limits count threads, and QEMU starts and ends threads after its VM was found;
-// a refused ring's mmap sets a locked-memory ceiling. Either way the limits are applied again.
-void Collector::recheck_sampling_limits() {
+// Says when RLIMIT_NOFILE starts and stops taking from the policies.
+void Collector::note_fd_room(size_t room, size_t demand) {
+  if ((room < demand) == short_of_fds_) return;
+  short_of_fds_ = room < demand;
+  if (short_of_fds_) {
+    log_warning("RLIMIT_NOFILE leaves room for " + std::to_string(room) + " perf fds of the " + std::to_string(demand) +
+                " the policies ask for (the rest is kept for libvirt, procfs files and scrapes): the lowest-priority "
+                "policies degrade first (kvmprof_limit_action_info); raise LimitNOFILE (RLIMIT_NOFILE) for the agent");
+  } else {
+    log_info("RLIMIT_NOFILE leaves room for every perf fd the policies ask for again");
+  }
+}
+
+// The limits count threads (sampled ones, and the procfs files of all for RLIMIT_NOFILE), and
+// QEMU starts and ends threads after its VM was found; a refused ring's mmap sets a locked-memory
+// ceiling. Either way the limits are applied again.
+void Collector::recheck_limits() {
   size_t threads = 0;
   for (const auto& [uuid, vm] : inventory_.vms()) threads += vm.threads.size();
-  const bool limited = config_.limits.max_sampled_threads > 0 || config_.limits.max_ring_bytes > 0 || memlock_ceiling_;
-  bool again = limited && threads != threads_seen_;
+  bool again = threads != threads_seen_;  // RLIMIT_NOFILE, if not a configured limit, counts them
   threads_seen_ = threads;
   if (auto ceiling = sampler_.memlock_ceiling(); ceiling != memlock_ceiling_) {
     memlock_ceiling_ = ceiling;
     log_warning("the kernel refused a sampling ring's mmap (locked memory): sampling stops lowest priority first "
-                "to stay under the " + std::to_string(*ceiling) + " bytes of rings mapped then, until the next reload");
+                "to stay under the " + std::to_string(*ceiling) + " bytes of rings mapped then, until the next reload; to "
+                "sample more, " + std::string(kMemlockRemedy));
     again = true;
   }
   if (again) enforce_limits();
@@ -316,8 +340,7 @@ void Collector::add_sampling_sources(std::vector<SourceStatus>& out) const {
       s.reason = limited ? "not sampled: a host limit stopped it (kvmprof_limit_action_info)" : kNoVcpuThreads;
     } else if (h->second.open == 0 && h->second.mmap_refused) {
       s.reason = "the kernel refused the sampling ring's mmap (" + errno_name(h->second.last_errno) +
-                 "): locked memory is exhausted; raise kernel.perf_event_mlock_kb or LimitMEMLOCK, grant CAP_IPC_LOCK, "
-                 "or set limits.max_ring_bytes";
+                 "): locked memory is exhausted; " + kMemlockRemedy;
     } else if (h->second.open == 0) {
       s.reason = refusal_reason(h->second.last_errno, paranoid_);
     } else {

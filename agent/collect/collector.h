@@ -61,7 +61,8 @@ class Collector {
   std::vector<const PolicyPlan*> plans() const;
   std::string policy_of(const DomainRecord& record) const;
   void enforce_limits();
-  void recheck_sampling_limits();
+  void recheck_limits();
+  void note_fd_room(size_t room, size_t demand);
   void read(const std::string& uuid, Clock::time_point now);
   VmSample sample(const VmEntry& vm, bool libvirt_live, const std::set<std::string>& live) const;
   std::vector<SourceStatus> sources(bool libvirt_live, const std::map<std::string, EventHealth>& health);
@@ -82,6 +83,7 @@ class Collector {
   Sampler sampler_;
   std::optional<size_t> memlock_ceiling_;  // the sampler's, once applied to the limits
   size_t threads_seen_ = 0;                // QEMU threads when the sampling limits were last checked
+  bool short_of_fds_ = false;              // RLIMIT_NOFILE takes from the policies (logged)
   std::map<std::string, std::shared_ptr<const PolicyPlan>> effective_;  // by policy, after the host limits
   LimitOutcome limits_;
   std::vector<LimitAction> limit_actions_;

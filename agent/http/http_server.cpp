@@ -6,6 +6,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <fcntl.h>
+
 #include <list>
 #include <mutex>
 #include <optional>
@@ -14,6 +16,7 @@
 
 #include "agent/http/connection_registry.h"
 #include "agent/http/http_request.h"
+#include "agent/system/fd.h"
 #include "agent/system/log.h"
 
 namespace kvmprof {
@@ -77,7 +80,12 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{ioc};
   tcp::endpoint local;  // where it listens: read once, before the threads start
   net::steady_timer accept_retry{ioc};
+  // An fd held for the acceptor: when the process runs out (EMFILE: the collector took the rest),
+  // it is given up so that one scrape still gets in, and taken again after the next accept.
+  Fd spare = open_spare();
   std::vector<std::thread> threads;
+
+  static Fd open_spare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
   error_code listen(const ListenAddress& where);
   void accept();
@@ -300,10 +308,15 @@ error_code HttpServer::Impl::listen(const ListenAddress& where) {
 void HttpServer::Impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted) return;
-    if (ec) {  // EMFILE, ENFILE, ENOBUFS: try again shortly instead of spinning
+    if ((ec == net::error::no_descriptors || ec.value() == ENFILE) && spare.valid()) {
+      spare.reset();  // its number is free now: accept again at once
+      return accept();
+    }
+    if (ec) {  // out of fds without a spare, ENOBUFS: try again shortly instead of spinning
       accept_retry.expires_after(kAcceptRetry);
       return accept_retry.async_wait([this](error_code e) { if (!e) accept(); });
     }
+    if (!spare.valid()) spare = open_spare();
     if (auto w = web(); w->tls) {
       std::make_shared<Session<TlsStream>>(*this, std::move(socket), *w->tls)->start();
     } else {

@@ -16,11 +16,12 @@ namespace {
 namespace ssl = boost::asio::ssl;
 
 // Why OpenSSL failed ("key values mismatch"), then its error queue is empty for the next call.
+// The first error is the cause; the last only says which layer gave up ("PEM lib").
 std::string openssl_error() {
-  const char* reason = ERR_reason_error_string(ERR_peek_last_error());
+  const char* reason = ERR_reason_error_string(ERR_peek_error());
   std::string text = reason ? reason : "unknown OpenSSL error";
   ERR_clear_error();
-  return text;
+  return text == "no start line" ? "not PEM: no -----BEGIN line in it" : text;
 }
 
 // The toolkit's curve names (Go's) as OpenSSL's group names.

@@ -113,13 +113,43 @@ def stop_libvirtd():
              lambda: subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode != 0)
 
 
+def create_domain(name, image, vcpus, max_vcpus=None, uuid=None):
+    """A transient domain booting IMAGE, as start-vm.sh makes it (KVM, else TCG), with
+    `<vcpu current=vcpus>max_vcpus</vcpu>` (the rest can be hot-plugged with `virsh setvcpus
+    --live`) and, when given, a fixed UUID (the same VM started again). Returns its UUID."""
+    esc = lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&apos;")
+    uuid_xml = f"<uuid>{uuid}</uuid>" if uuid else ""
+    errors = []
+    for kind in (["kvm"] if os.access("/dev/kvm", os.W_OK) else []) + ["qemu"]:
+        xml = (f"<domain type='{kind}'><name>{esc(name)}</name>{uuid_xml}<memory unit='MiB'>16</memory>"
+               f"<vcpu current='{vcpus}'>{max_vcpus or vcpus}</vcpu>"
+               "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os><devices>"
+               "<emulator>/usr/bin/qemu-system-x86_64</emulator><disk type='file' device='disk'>"
+               f"<driver name='qemu' type='raw'/><source file='{esc(image)}'/><target dev='hda' bus='ide'/>"
+               "</disk><memballoon model='none'/></devices></domain>")
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
+            f.write(xml)
+            f.flush()
+            done = subprocess.run(VIRSH + ["create", f.name], capture_output=True, text=True)
+        if done.returncode == 0:
+            return run(VIRSH + ["domuuid", name]).strip()
+        errors.append(f"{kind}: {done.stderr.strip()}")
+    raise AssertionError(f"could not start {name}: {errors}")
+
+
 class Vm:
-    def __init__(self, workdir, name, vcpus, busy=64):
+    def __init__(self, workdir, name, vcpus, busy=64, max_vcpus=None, uuid=None, image=None):
+        """max_vcpus (vCPUs that `virsh setvcpus --live` can add) or uuid (the same VM again)
+        start it through create_domain; image reuses a boot image (one running VM per image)."""
         self.name = name
-        self.image = os.path.join(workdir, f"vm{abs(hash(name))}.img")
-        run(["bash", os.path.join(DEPLOY, "make-boot-image.sh"), self.image, str(busy)])
-        run(["bash", os.path.join(DEPLOY, "start-vm.sh"), name, self.image, str(vcpus)])
-        self.uuid = run(VIRSH + ["domuuid", name]).strip()
+        self.image = image or os.path.join(workdir, f"vm{abs(hash(name))}.img")
+        if not image:
+            run(["bash", os.path.join(DEPLOY, "make-boot-image.sh"), self.image, str(busy)])
+        if max_vcpus is None and uuid is None:
+            run(["bash", os.path.join(DEPLOY, "start-vm.sh"), name, self.image, str(vcpus)])
+            self.uuid = run(VIRSH + ["domuuid", name]).strip()
+        else:
+            self.uuid = create_domain(name, self.image, vcpus, max_vcpus, uuid)
         atexit.register(self.destroy)  # also when a test's setUpClass fails
 
     def pid(self):
@@ -177,6 +207,28 @@ class PerfRecord:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def agent_footprint(pid):
+    """What the agent holds, to compare before and after: `fds` (a sorted list of fd targets,
+    without the procfs fds of processes alive now: VMs of other suites come and go on this host,
+    and a leaked fd of a VM that is gone still counts), `perf_fds`, `maps` (lines of
+    /proc/PID/maps), `rings` (perf ring mappings) and `rss_kib`."""
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        m = re.match(r"/proc/(\d+)/", target)
+        if not (m and os.path.exists(f"/proc/{m.group(1)}")):
+            fds.append(target)
+    with open(f"/proc/{pid}/maps") as f:
+        maps = f.readlines()
+    with open(f"/proc/{pid}/status") as f:
+        rss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+    return {"fds": sorted(fds), "perf_fds": fds.count("anon_inode:[perf_event]"), "maps": len(maps),
+            "rings": sum(1 for line in maps if "[perf_event]" in line), "rss_kib": rss}
 
 
 def schedstat_run_ns(tid):

@@ -163,6 +163,8 @@ TEST(TlsContext, FileProblemsAreReportedAtTheSetting) {
   EXPECT_EQ(tls_problems("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n")[0].substr(kTls.size()),
             "/web.yml:3:13: cannot load key_file " + kTls + "/other.key: key values mismatch (it is not the key of "
             "cert_file " + kTls + "/server.crt)");
+  EXPECT_EQ(tls_problems("tls_server_config:\n  cert_file: README.md\n  key_file: server.key\n")[0].substr(kTls.size()),
+            "/web.yml:2:14: cannot load cert_file " + kTls + "/README.md: not PEM: no -----BEGIN line in it");  // was "PEM lib"
   EXPECT_EQ(tls_problems("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                          "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA, TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA]\n"
                          "  curve_preferences: [CurveP224]\n"),
