@@ -23,7 +23,8 @@ std::string text(const YAML::Node& node, const char* what) {
   return node.Scalar();
 }
 
-const YAML::Node& list(const YAML::Node& node, const char* what) {
+// By value: the node is often a temporary (node["models"]) that a reference would outlive.
+YAML::Node list(const YAML::Node& node, const char* what) {
   if (node && !node.IsSequence()) fail(node, std::string("'") + what + "' must be a list");
   return node;
 }
