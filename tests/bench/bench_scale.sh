@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Growth curve of the collector on a synthetic inventory: counters, fds, syscalls and CPU per
-# cycle as the number of vCPU threads grows. Prints figures; not a pass/fail test. Run as root.
-# Usage: bench_scale.sh [BUILD_DIR]
+# Scale of the agent on one machine. Prints figures; not a pass/fail test. Run as root.
+# Usage: bench_scale.sh [BUILD_DIR] [bench_scale.py options]
+#   The scale table: the real daemon on a synthetic host of 10, 100 and 1,000 VMs x 4 vCPUs
+#   (kvmprof_synthetic_host), measured from outside; see bench_scale.py.
+# Usage: bench_scale.sh --collector [BUILD_DIR]
+#   The collector alone on 40 to 640 vCPU threads (kvmprof_collector_scale): counters, fds,
+#   CPU and syscalls per cycle and per thread.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-${BUILD_DIR:-$top/build}}
+if [[ ${1:-} != --collector ]]; then
+  build=${BUILD_DIR:-$top/build}
+  if [[ $# -gt 0 && $1 != -* ]]; then build=$1; shift; fi
+  exec python3 "$top/tests/bench/bench_scale.py" --build "$build" "$@"
+fi
+build=${2:-${BUILD_DIR:-$top/build}}
 bin=$build/tests/kvmprof_collector_scale
 cycles=20
 printf "%-8s %-6s %-9s %-16s %-12s %-16s %-18s\n" threads vms open_fds cpu_ms_per_cycle us_per_thread syscalls_per_cycle syscalls_per_thread
