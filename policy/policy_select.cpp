@@ -61,12 +61,12 @@ std::optional<std::string> decode_text(std::string_view text) {
       out += named->second;
       continue;
     }
+    if (!ref.starts_with('#')) return std::nullopt;  // also "&;"
     const bool hex = ref.starts_with("#x");
     std::string_view digits = ref.substr(hex ? 2 : 1);
     unsigned long cp = 0;
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
-    if (!ref.starts_with('#') || digits.empty() || ec != std::errc() || end != digits.data() + digits.size() ||
-        !append_utf8(out, cp)) {
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || !append_utf8(out, cp)) {
       return std::nullopt;
     }
   }

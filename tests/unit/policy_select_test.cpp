@@ -89,6 +89,7 @@ TEST(PolicySelect, MetadataValuesAreComparedAsLibvirtEscapesThem) {
   EXPECT_FALSE(matches("x", "<p><level/></p>"));
   EXPECT_FALSE(matches("R&D", "<level>R&bogus;D</level>"));
   EXPECT_FALSE(matches("R", "<level>R&#0;</level>"));
+  EXPECT_FALSE(matches("R", "<level>R&;</level>"));  // threw std::out_of_range (found by the fuzzer)
   // Quadratic before: every "<level" scanned to the end for "</" (minutes at 560 KB under ASan).
   std::string many;
   for (int i = 0; i < 100000; ++i) many += "<level>";
