@@ -27,6 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness as h  # noqa: E402
+from bench import cpu_seconds  # noqa: E402  (the same measure as the libvirt exporter benchmark)
 
 EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults"]
 INTERVAL = 1.0  # seconds; figures per cycle are converted to the default 5 s interval
@@ -40,18 +41,6 @@ def write_config(path, sampling):
         f.write(f'version: 1\nlisten: "127.0.0.1:0"\ninterval: {INTERVAL:g}s\nevents: [{", ".join(EVENTS)}]\n')
         if sampling:
             f.write("default:\n  sampling: {event: cpu-clock, frequency: 99}\n")
-
-
-def cpu_seconds(pid):
-    """CPU time of the process's threads, from schedstat (ns)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
 
 
 def status_kib(pid, field):
